@@ -1,0 +1,173 @@
+"""The `kerasrecipes` command line: a thin layer over the Python API."""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+DEMO_IMAGE_SIZE = 128
+
+
+def _finetune(args):
+    import kerasrecipes as kr
+
+    if args.data is None:
+        print(f"[kerasrecipes] no DIR given: using the embedded demo data "
+              f"({args.image_size or DEMO_IMAGE_SIZE} px clothing photos, 10 classes)")
+        image_size = args.image_size or DEMO_IMAGE_SIZE
+        data = kr.datasets.load_demo(image_size=image_size, batch_size=args.batch_size,
+                                     seed=args.seed)
+        name = "demo"
+    else:
+        spec = kr.get_backbone(args.backbone)
+        image_size = args.image_size or spec.image_size
+        data = kr.image_folder_datasets(
+            args.data, image_size=image_size, batch_size=args.batch_size,
+            validation_split=args.validation_split, seed=args.seed,
+        )
+        name = os.path.basename(os.path.normpath(args.data))
+    print(f"[kerasrecipes] classes ({len(data.class_names)}): {', '.join(data.class_names)}")
+    weights = None if args.weights == "none" else args.weights
+    model = kr.build_classifier(
+        args.backbone, num_classes=len(data.class_names), image_size=image_size,
+        weights=weights, augment=args.augment, dropout=args.dropout,
+    )
+    unfreeze = args.unfreeze if args.unfreeze in ("all", "gradual") else int(args.unfreeze)
+    start = time.time()
+    history = kr.fine_tune(
+        model, data.train, data.validation, head_epochs=args.head_epochs, epochs=args.epochs,
+        lr=args.lr, lr_mult=args.lr_mult, unfreeze=unfreeze, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, early_stopping=args.patience,
+    )
+    seconds = time.time() - start
+    for i, stage in enumerate(history.stages):
+        acc = history.stage_metric(i, "val_accuracy")
+        shown = f"{acc:.4f}" if acc is not None else "n/a (no validation data)"
+        print(f"[kerasrecipes] stage {i + 1} ({stage['name']}, {stage['epochs']} epochs): "
+              f"best val_accuracy {shown}")
+    out = args.out or os.path.join("saved_models", f"{name}_{args.backbone}")
+    final = model.evaluate(data.validation, verbose=0, return_dict=True) if data.validation else {}
+    metrics = {
+        "backbone": args.backbone,
+        "image_size": list(model.input_shape[1:3]),
+        "class_names": data.class_names,
+        "train_seconds": round(seconds, 1),
+        "final": {k: float(v) for k, v in final.items()},
+        "stages": history.stages,
+        "history": history.history,
+        "skipped_files": [list(item) for item in data.skipped],
+    }
+    kr.export_saved_model(model, out, class_names=data.class_names,
+                          metadata={k: metrics[k] for k in ("backbone", "final", "train_seconds")})
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    history.plot(os.path.join(out, "history.png"))
+    if final:
+        print(f"[kerasrecipes] final validation accuracy {final.get('accuracy', float('nan')):.4f}"
+              f" after {seconds:.0f} s of training")
+    print(f"[kerasrecipes] wrote {out} (SavedModel, metrics.json, history.png)")
+    return 0
+
+
+def _predict(args):
+    import numpy as np
+
+    import kerasrecipes as kr
+
+    paths = list(args.items)
+    if paths and os.path.isdir(paths[0]):
+        from kerasrecipes.export import load_exported
+
+        serve, info = load_exported(paths.pop(0))
+        names = info.get("class_names")
+        size = tuple(info["image_size"])
+
+        def predict(images):
+            return np.asarray(serve(images)["probabilities"])
+    else:
+        from kerasrecipes import efficientnet_lite, imagenet
+
+        model = efficientnet_lite.EfficientNetLite0(include_top=True, weights="imagenet")
+        names = imagenet.class_names()
+        size = tuple(model.input_shape[1:3])
+
+        def predict(images):
+            return np.asarray(model.predict(images, verbose=0))
+    if not paths:
+        print("error: give at least one image path", file=sys.stderr)
+        return 2
+    images = np.stack([kr.load_image(p, image_size=size) for p in paths])
+    probabilities = predict(images)
+    for path, probs in zip(paths, probabilities):
+        print(path)
+        for index in np.argsort(-probs)[: args.top]:
+            name = names[index] if names else str(index)
+            print(f"  {probs[index]:.4f}  {index:4d}  {name}")
+    return 0
+
+
+def _backbones(args):
+    import kerasrecipes as kr
+
+    for name in kr.list_backbones():
+        spec = kr.get_backbone(name)
+        print(f"{name:20s} {spec.image_size:4d} px  {spec.source}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kerasrecipes", description="Train image classifiers the way the best do."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ft = sub.add_parser("finetune", help="fine-tune a pretrained backbone on an image folder")
+    ft.add_argument("data", nargs="?", help="image folder (root/<class>/* or root/train|validation"
+                    "/<class>/*); omit to use the embedded demo data")
+    ft.add_argument("--backbone", default="efficientnet_lite0", help="see `kerasrecipes backbones`")
+    ft.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a weights file")
+    ft.add_argument("--image-size", type=int, default=None, help="default: the backbone's "
+                    f"(demo data: {DEMO_IMAGE_SIZE})")
+    ft.add_argument("--batch-size", type=int, default=32)
+    ft.add_argument("--head-epochs", type=int, default=2)
+    ft.add_argument("--epochs", type=int, default=2, help="epochs after unfreezing")
+    ft.add_argument("--lr", type=float, default=1e-3, help="head-stage peak learning rate")
+    ft.add_argument("--lr-mult", type=float, default=10.0,
+                    help="head LR / first-group LR after unfreezing")
+    ft.add_argument("--unfreeze", default="all", help="'all', 'gradual' or N (top N groups)")
+    ft.add_argument("--optimizer", default="adamw",
+                    choices=["sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw"])
+    ft.add_argument("--weight-decay", type=float, default=None)
+    ft.add_argument("--augment", default="light", choices=["none", "light", "standard"])
+    ft.add_argument("--dropout", type=float, default=0.2)
+    ft.add_argument("--patience", type=int, default=3, help="early-stopping patience")
+    ft.add_argument("--validation-split", type=float, default=None,
+                    help="fraction held out when DIR has no validation folder (default 0.1)")
+    ft.add_argument("--seed", type=int, default=42)
+    ft.add_argument("--out", default=None, help="export directory (default saved_models/...)")
+    ft.set_defaults(func=_finetune)
+
+    pr = sub.add_parser("predict", help="top-k classes of images ([MODEL_DIR] IMAGE...)")
+    pr.add_argument("items", nargs="+", metavar="MODEL_DIR_OR_IMAGE",
+                    help="an exported model directory (optional), then image paths; without a "
+                    "model directory the ImageNet EfficientNet-Lite0 classifier is used")
+    pr.add_argument("--top", type=int, default=5)
+    pr.set_defaults(func=_predict)
+
+    bb = sub.add_parser("backbones", help="list registered backbones")
+    bb.set_defaults(func=_backbones)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"kerasrecipes {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

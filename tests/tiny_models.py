@@ -1,0 +1,43 @@
+"""A tiny registered-style backbone for fast training tests (stem / stage1 / stage2 / top)."""
+
+import keras
+
+from kerasrecipes.backbones import TF_STYLE, BackboneSpec
+
+
+def _tiny_constructor(input_shape, weights):
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for name, filters, strides in (("stem", 4, 1), ("stage1", 8, 2), ("stage2", 8, 2), ("top", 16, 1)):
+        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                                name=f"{name}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    model = keras.Model(inputs, x)
+    if weights not in (None, "imagenet"):
+        model.load_weights(weights)
+    return model
+
+
+TINY = BackboneSpec(
+    name="tiny_test_net",
+    constructor=_tiny_constructor,
+    image_size=16,
+    preprocessing=TF_STYLE,
+    layer_groups=(("stem", r"^stem_"), ("stage1", r"^stage1_"), ("stage2", r"^stage2_"),
+                  ("top", r"^top_")),
+    source="tests",
+)
+
+
+def tiny_dataset(n=16, size=16, num_classes=3, batch_size=8, seed=0):
+    """A tf.data dataset of uint8 images whose class is visible in the pixels (learnable)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % num_classes).astype("int32")
+    images = rng.integers(0, 60, (n, size, size, 3)).astype("uint8")
+    for i, label in enumerate(labels):
+        images[i, :, :, label % 3] += 150
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
