@@ -71,7 +71,7 @@ class _TensorRef:
         if self.size and any(s == 0 for s in self.size):
             return np.zeros(self.size, base.dtype)
         # Furthest element the view touches must lie inside the storage.
-        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
         if self.offset < 0 or last >= storage.numel:
             raise ValueError(
                 f"Corrupt tensor: offset={self.offset}, size={self.size}, stride={self.stride} "
@@ -127,22 +127,22 @@ class _Unpickler(pickle.Unpickler):
         _, storage_type, key, _location, numel, view_metadata = pid
         if not isinstance(storage_type, _StorageType):
             raise pickle.UnpicklingError(f"Unsupported storage type: {storage_type!r}")
+        if view_metadata is not None:  # storage views: only written by torch < 0.4
+            raise pickle.UnpicklingError("Storage views (torch < 0.4 files) are not supported.")
         if key not in self._storages:
             self._storages[key] = _Storage(storage_type.dtype, numel)
-        storage = self._storages[key]
-        if view_metadata is None:
-            return storage
-        # Very old files pickle views onto a storage: (view_key, offset, view_numel).
-        view_key, offset, view_numel = view_metadata
-        view = _Storage(storage.dtype, view_numel)
-        view.parent, view.parent_offset = storage, offset
-        self._storages.setdefault(("view", view_key), view)
-        return view
+        return self._storages[key]
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For the header values and the key list: plain data, no globals at all."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"Refusing to load global {module}.{name} in a header.")
 
 
 def _safe_load(file):
-    """Loads one plain pickle (header values) with no globals allowed at all."""
-    return _Unpickler(file, {}).load()
+    return _PlainUnpickler(file).load()
 
 
 def load_state_dict(path):
@@ -194,11 +194,6 @@ def load_state_dict(path):
             nbytes = numel * storage.dtype.itemsize
             storage.data = np.frombuffer(_read_exactly(f, nbytes, path), storage.dtype)
             storage.numel = numel
-        for key, storage in storages.items():
-            parent = getattr(storage, "parent", None)
-            if parent is not None:
-                start = storage.parent_offset
-                storage.data = parent.data[start:start + storage.numel]
 
     return _to_arrays(obj, path)
 

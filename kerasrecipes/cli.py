@@ -79,12 +79,12 @@ def _predict(args):
     if paths and os.path.isdir(paths[0]):
         from kerasrecipes.export import load_exported
 
-        serve, info = load_exported(paths.pop(0))
+        loaded, info = load_exported(paths.pop(0))
         names = info.get("class_names")
         size = tuple(info["image_size"])
 
         def predict(images):
-            return np.asarray(serve(images)["probabilities"])
+            return np.asarray(loaded.serve(images)["probabilities"])
     else:
         from kerasrecipes import efficientnet_lite, imagenet
 

@@ -1,4 +1,4 @@
-"""Input pipelines: image folders, TensorFlow Datasets and in-memory arrays → batches of uint8 images.
+"""Input pipelines: image folders, TensorFlow Datasets and arrays → batches of uint8 images.
 
 Every entry point returns an `ImageData`: `train`, `validation` and `test` datasets yielding
 `(images, labels)` batches where `images` is uint8 `[B, H, W, 3]` (RGB, resized to `image_size`) and
@@ -103,15 +103,16 @@ class ImageData:
 def _check_image_size(image_size, allow_none=False):
     if image_size is None and allow_none:
         return None
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
-        image_size = (int(image_size), int(image_size))
+    size = image_size
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (size, size)
     if (
-        isinstance(image_size, (tuple, list))
-        and len(image_size) == 2
-        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in image_size)
-        and all(s > 0 for s in image_size)
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
+        and all(s > 0 for s in size)
     ):
-        return (int(image_size[0]), int(image_size[1]))
+        return (int(size[0]), int(size[1]))
     raise ValueError(
         "image_size must be a positive int or a (height, width) pair of positive ints. "
         f"Received: image_size={image_size!r}"
@@ -119,7 +120,8 @@ def _check_image_size(image_size, allow_none=False):
 
 
 def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    is_int = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+    if not is_int or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
     return int(batch_size)
 
@@ -170,7 +172,6 @@ def _composite_on_white(rgba, max_value=255):
 
 def _pil_to_rgb(img):
     """Converts an opened PIL image to uint8 RGB `[H, W, 3]` following this module's rules."""
-    from PIL import Image
     from PIL import ImageOps
 
     if getattr(img, "n_frames", 1) > 1:
@@ -240,17 +241,15 @@ def _inspect(path):
     try:
         if os.path.getsize(path) == 0:
             return None, "empty file (0 bytes)"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Palette/EXIF chatter; real problems raise.
-            with Image.open(path) as img:
-                fmt, mode = img.format, img.mode
-                orientation = img.getexif().get(0x0112, 1)
-                has_transparency = "transparency" in img.info
-                if fmt in ("JPEG", "MPO"):
-                    # Decoding at 1/8 scale still reads the whole entropy-coded stream, so
-                    # truncation is caught at a fraction of the cost.
-                    img.draft(mode, (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
-                img.load()
+        with Image.open(path) as img:
+            fmt, mode = img.format, img.mode
+            orientation = img.getexif().get(0x0112, 1)
+            has_transparency = "transparency" in img.info
+            if fmt in ("JPEG", "MPO"):
+                # Decoding at 1/8 scale still reads the whole entropy-coded stream, so
+                # truncation is caught at a fraction of the cost.
+                img.draft(mode, (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
+            img.load()
     except Image.DecompressionBombError as e:
         return None, f"image too large ({e})"
     except UnidentifiedImageError:
@@ -277,19 +276,22 @@ def _inspect(path):
     return "pil", None
 
 
-def _scan_files(paths, desc="Scanning images"):
+def _scan_files(paths, verbose=False, desc="Scanning images"):
     """Inspects `paths` in a thread pool; returns a list of `(kind, reason)` in the same order."""
     if not paths:
         return []
     results = [None] * len(paths)
     progbar = None
-    if len(paths) > _PROGRESS_MIN_FILES:
+    if verbose and len(paths) > _PROGRESS_MIN_FILES:
         import keras
 
         print(f"{desc}: {len(paths)} files")
         progbar = keras.utils.Progbar(len(paths), unit_name="file")
     workers = min(32, 4 * (os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    # PIL's chatter (EXIF, palette, size warnings) is silenced around the whole pool: real
+    # problems raise, and `catch_warnings` is not thread-safe, so never enter it per thread.
+    with warnings.catch_warnings(), concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
         futures = {pool.submit(_inspect, p): i for i, p in enumerate(paths)}
         done = 0
         for future in concurrent.futures.as_completed(futures):
@@ -435,7 +437,7 @@ def _tf_decoders():
 
     def pil(path):
         image = tf.numpy_function(
-            lambda p: _pil_decode(p.decode() if isinstance(p, bytes) else str(p)),
+            lambda p: _pil_decode(os.fsdecode(np.asarray(p).item())),
             [path],
             tf.uint8,
             stateful=False,
@@ -502,26 +504,26 @@ def _files_dataset(paths, labels, kinds, image_size, batch_size, training, seed,
             image.set_shape([None, None, 3])
         return _tf_resize(image, image_size, crop_to_aspect_ratio), label
 
+    order = np.arange(n)
+    if training and cache:
+        # Cached elements are decoded images: mix the file order once here, then reshuffle each
+        # epoch within a bounded buffer (below) so the shuffle does not hold a second copy.
+        order = np.random.default_rng(seed).permutation(n)
     ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.constant(kind_ids))
+        (
+            tf.constant([paths[i] for i in order], tf.string),
+            tf.constant(np.asarray(labels, np.int32)[order]),
+            tf.constant(kind_ids[order]),
+        )
     )
     if training and not cache:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    elif training:
-        # Cached elements are decoded images: mix the file order once, then reshuffle each epoch
-        # within a bounded buffer so memory is not doubled.
-        order = np.random.default_rng(seed).permutation(n)
-        ds = tf.data.Dataset.from_tensor_slices(
-            (
-                tf.constant([paths[i] for i in order], tf.string),
-                tf.constant(np.asarray(labels)[order], tf.int32),
-                tf.constant(kind_ids[order]),
-            )
-        )
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)  # Paths: cheap to hold.
     ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
-    # Safety net: the scan should have caught every bad file; if the decoder still rejects one,
-    # drop it with a logged warning rather than stopping training mid-epoch.
-    ds = ds.ignore_errors(log_warning=True)
+    # Safety net: the scan caught every bad file, but one can still break later (edited or
+    # deleted while training). Drop it with a logged warning instead of stopping mid-epoch, and
+    # top the epoch up from the next pass so it keeps exactly `n` images: a known length lets
+    # Keras and learning-rate schedules count steps without reading the data first.
+    ds = ds.ignore_errors(log_warning=True).repeat().take(n)
     if cache:
         ds = ds.cache("" if cache is True else cache)
         if training:
@@ -565,7 +567,7 @@ def load_image(path, image_size=None, crop_to_aspect_ratio=False):
     image_size = _check_image_size(image_size, allow_none=True)
     if not os.path.isfile(path):
         raise ValueError(f"Image file not found. Received: path={path!r}")
-    kind, reason = _inspect(path)
+    kind, reason = _scan_files([path])[0]
     if reason is not None:
         raise ValueError(f"Cannot read the image {path!r}: {reason}.")
     tf = _optional_tensorflow()
@@ -606,6 +608,7 @@ def image_folder_datasets(
     on_bad_file="skip",
     cache=True,
     crop_to_aspect_ratio=False,
+    verbose=True,
 ):
     """Builds train/validation/test datasets from a folder of images, one sub-folder per class.
 
@@ -637,9 +640,12 @@ def image_folder_datasets(
         on_bad_file: `"skip"` or `"raise"`. What to do with unreadable image files.
             Defaults to `"skip"`.
         cache: bool or str. `True` keeps decoded, resized images in memory after the first epoch;
-            a path caches them to that file; `False` decodes every epoch. Defaults to `True`.
+            a path caches them on disk (one file per split: `<path>_train`, `<path>_validation`,
+            `<path>_test`); `False` decodes every epoch. Defaults to `True`.
         crop_to_aspect_ratio: bool. Centre-crop each image to the aspect ratio of `image_size`
             before resizing instead of stretching it (like Keras). Defaults to `False`.
+        verbose: bool. Show a progress bar while scanning more than 300 files.
+            Defaults to `True`.
 
     Returns:
         `ImageData` whose datasets yield `(uint8 [B, H, W, 3], int32 [B])` batches.
@@ -655,7 +661,8 @@ def image_folder_datasets(
     ...     for i in range(5):
     ...         pixels = np.random.randint(0, 256, (40, 50, 3), dtype="uint8")
     ...         Image.fromarray(pixels).save(os.path.join(root, name, f"{i}.jpg"))
-    >>> data = image_folder_datasets(root, image_size=32, batch_size=4, validation_split=0.2, seed=1)
+    >>> data = image_folder_datasets(root, image_size=32, batch_size=4, validation_split=0.2,
+    ...                              seed=1)
     >>> data.class_names, data.num_examples
     (['cat', 'dog'], {'train': 8, 'validation': 2})
     >>> images, labels = next(iter(data.train))
@@ -721,7 +728,7 @@ def image_folder_datasets(
             f"No image files found under {root!r} (extensions: {', '.join(IMAGE_EXTENSIONS)})."
         )
 
-    results = dict(zip(all_paths, _scan_files(all_paths)))
+    results = dict(zip(all_paths, _scan_files(all_paths, verbose=verbose)))
     skipped = [(p, results[p][1]) for p in all_paths if results[p][1] is not None]
     if skipped and on_bad_file == "raise":
         raise ValueError(
@@ -836,6 +843,10 @@ def tfds_datasets(
     info = builder.info
     if splits is None:
         available = set(info.splits.keys())
+        if not available:
+            # Split sizes are unknown before preparation metadata exists (e.g. under
+            # `tfds.testing.mock_data`); most image sets have train and test.
+            available = {"train", "test"}
         if "train" not in available:
             raise ValueError(
                 f"tfds data set {name!r} has no 'train' split; pass splits=. "
@@ -1118,7 +1129,9 @@ def array_datasets(
                 "x_val images must have the size of x_train images (or pass image_size=). "
                 f"Received: x_train.shape={x_train.shape}, x_val.shape={x_val.shape}"
             )
-    labels_max = max(int(y_train.max()), int(y_val.max()) if y_val is not None and len(y_val) else 0)
+    labels_max = int(y_train.max())
+    if y_val is not None and len(y_val):
+        labels_max = max(labels_max, int(y_val.max()))
     if class_names is None:
         class_names = [str(i) for i in range(labels_max + 1)]
     else:
@@ -1150,5 +1163,6 @@ def array_datasets(
         ),
         class_names=class_names,
         image_size=tuple(x_train.shape[1:3]),
-        num_examples={"train": len(x_train), **({} if x_val is None else {"validation": len(x_val)})},
+        num_examples={"train": len(x_train),
+                      **({} if x_val is None else {"validation": len(x_val)})},
     )

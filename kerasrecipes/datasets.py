@@ -1,9 +1,9 @@
 """Ready-made data sets. `load_demo` needs no network: its images ship inside the package.
 
 The demo set is the clothing-dataset-small by Alexey Grigorev (CC0 1.0,
-https://github.com/alexeygrigorev/clothing-dataset-small): 3,409 real photos of 10 kinds of clothing,
-split into `train` (3,068) and `validation` (341), downscaled so the shorter side is 128 pixels
-(`tools/make_demo_data.py` builds the zip). It is extracted once into the cache folder.
+https://github.com/alexeygrigorev/clothing-dataset-small): 3,409 real photos of 10 kinds of
+clothing, split into `train` (3,068) and `validation` (341), downscaled so the shorter side is
+128 pixels (`tools/make_demo_data.py` builds the zip). It is extracted once into the cache folder.
 """
 
 import hashlib
@@ -16,7 +16,8 @@ from kerasrecipes import data
 
 DEMO_ZIP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "clothing_demo.zip")
 DEMO_CLASS_NAMES = (
-    "dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt",
+    "dress", "hat", "longsleeve", "outwear", "pants",
+    "shirt", "shoes", "shorts", "skirt", "t-shirt",
 )
 
 
@@ -102,14 +103,14 @@ def load_demo(image_size=(128, 128), batch_size=32, **kwargs):
         image_size: int or `(height, width)`. Defaults to `(128, 128)` (the stored shorter side).
         batch_size: int. Defaults to `32`.
         **kwargs: other arguments of `kerasrecipes.image_folder_datasets` (`seed`, `cache`,
-            `crop_to_aspect_ratio`, …).
+            `crop_to_aspect_ratio`, `verbose`, …).
 
     Returns:
         `kerasrecipes.ImageData` with `train` and `validation`.
 
     Example:
 
-    >>> data = load_demo(image_size=64, batch_size=8, seed=0)
+    >>> data = load_demo(image_size=64, batch_size=8, seed=0, verbose=False)
     >>> data.class_names[:3], data.num_examples
     (['dress', 'hat', 'longsleeve'], {'train': 3068, 'validation': 341})
     """

@@ -103,25 +103,25 @@ def _stage_configs(variant):
     return stages
 
 
+def _batch_norm(name):
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
 def _block(x, name, filters_in, filters_out, kernel_size, strides, expand_ratio, drop_rate):
     """One MBConv block without squeeze-excite: expand 1×1 → depthwise → project 1×1 (+ skip)."""
     inputs = x
     filters = filters_in * expand_ratio
     if expand_ratio != 1:
         x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_expand_conv")(x)
-        x = keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_expand_bn"
-        )(x)
+        x = _batch_norm(f"{name}_expand_bn")(x)
         x = keras.layers.ReLU(6.0, name=f"{name}_expand_activation")(x)
     x = keras.layers.DepthwiseConv2D(
         kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_dwconv"
     )(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = _batch_norm(f"{name}_bn")(x)
     x = keras.layers.ReLU(6.0, name=f"{name}_activation")(x)
     x = keras.layers.Conv2D(filters_out, 1, use_bias=False, name=f"{name}_project_conv")(x)
-    x = keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_project_bn"
-    )(x)
+    x = _batch_norm(f"{name}_project_bn")(x)
     if strides == 1 and filters_in == filters_out:
         if drop_rate > 0:
             # Stochastic depth: drops the whole residual branch per sample (training only).
@@ -141,7 +141,7 @@ def _build(variant, include_top, input_shape, pooling, classes, classifier_activ
     x = keras.layers.Conv2D(
         STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv"
     )(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="stem_bn")(x)
+    x = _batch_norm("stem_bn")(x)
     x = keras.layers.ReLU(6.0, name="stem_activation")(x)
 
     stages = _stage_configs(variant)
@@ -162,7 +162,7 @@ def _build(variant, include_top, input_shape, pooling, classes, classifier_activ
             index += 1
 
     x = keras.layers.Conv2D(HEAD_FILTERS, 1, use_bias=False, name="top_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="top_bn")(x)
+    x = _batch_norm("top_bn")(x)
     x = keras.layers.ReLU(6.0, name="top_activation")(x)
 
     if include_top:
@@ -311,7 +311,9 @@ def cached_weights_path(variant):
     crash or a concurrent process never leaves a half-written cache behind.
     """
     if variant not in _VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(_VARIANTS)}. Received: variant={variant!r}")
+        raise ValueError(
+            f"variant must be one of {sorted(_VARIANTS)}. Received: variant={variant!r}"
+        )
     directory = cache_dir()
     # Named after the source file (its name carries a hash of its contents) and converter version.
     filename = f"efficientnet_lite{variant}_imagenet_v{_CONVERSION_VERSION}.weights.h5"
@@ -408,7 +410,8 @@ def set_weights_from_state_dict(model, state_dict):
     for prefix, layer_name in _state_dict_layers(model):
         layer = model.get_layer(layer_name)
         if isinstance(layer, keras.layers.BatchNormalization):
-            values = [take(f"{prefix}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
+            keys = ("weight", "bias", "running_mean", "running_var")
+            values = [take(f"{prefix}.{k}") for k in keys]
         elif isinstance(layer, keras.layers.DepthwiseConv2D):
             values = [take(f"{prefix}.weight").transpose(2, 3, 0, 1)]
         elif isinstance(layer, keras.layers.Conv2D):
@@ -424,7 +427,9 @@ def set_weights_from_state_dict(model, state_dict):
         layer.set_weights(values)
         filled.add(layer_name)
 
-    unused = sorted(k for k in state_dict if k not in used and not k.endswith("num_batches_tracked"))
+    unused = sorted(
+        k for k in state_dict if k not in used and not k.endswith("num_batches_tracked")
+    )
     if unused:
         raise ValueError(f"Unused keys in the state dict (architecture mismatch?): {unused[:5]}…")
     missing = [layer.name for layer in model.layers if layer.weights and layer.name not in filled]

@@ -119,7 +119,10 @@ def _replace_dir(new, path):
 
 
 def load_exported(path):
-    """Loads an export: returns `(serving function, info dict)`."""
+    """Loads an export: returns `(loaded SavedModel, info dict)`; call `loaded.serve(images)`.
+
+    Keep the loaded object alive while you use `serve`: it owns the variables.
+    """
     import tensorflow as tf
 
     info_path = os.path.join(path, METADATA_FILE)
@@ -129,4 +132,4 @@ def load_exported(path):
     if os.path.isfile(info_path):
         with open(info_path) as f:
             info = json.load(f)
-    return tf.saved_model.load(path).serve, info
+    return tf.saved_model.load(path), info

@@ -15,12 +15,13 @@ NUM_CLASSES = 1000
 
 @functools.lru_cache(maxsize=1)
 def _names():
-    text = (importlib.resources.files("kerasrecipes") / "assets" / "imagenet_classes.txt").read_text(
-        encoding="utf-8"
-    )
+    resource = importlib.resources.files("kerasrecipes") / "assets" / "imagenet_classes.txt"
+    text = resource.read_text(encoding="utf-8")
     names = tuple(line for line in text.splitlines() if line)
     if len(names) != NUM_CLASSES:  # a broken install, not a user error
-        raise RuntimeError(f"imagenet_classes.txt holds {len(names)} names, expected {NUM_CLASSES}.")
+        raise RuntimeError(
+            f"imagenet_classes.txt holds {len(names)} names, expected {NUM_CLASSES}."
+        )
     return names
 
 
@@ -69,5 +70,5 @@ def decode_predictions(probs, top=5):
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :top]
     return [
         [(int(i), names[i], float(row[i])) for i in indices]
-        for row, indices in zip(probs, order)
+        for row, indices in zip(probs, order, strict=True)
     ]

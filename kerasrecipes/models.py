@@ -356,9 +356,14 @@ def _head(feature_shape, num_classes, task, dropout, hidden_units, activation="r
         layers.append(keras.layers.Dropout(dropout, name="dropout"))
     units = 1 if task == "binary" else num_classes
     output_activation = "softmax" if task == "multiclass" else "sigmoid"
-    # float32 outputs keep the loss stable under mixed precision.
+    # Small initial logits: the untrained model predicts uniformly, so the initial loss is ln(N)
+    # and large random logits do not disturb the first steps. float32 outputs keep the loss
+    # stable under mixed precision.
     layers.append(
-        keras.layers.Dense(units, activation=output_activation, dtype="float32", name="predictions")
+        keras.layers.Dense(
+            units, activation=output_activation, dtype="float32", name="predictions",
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        )
     )
     return keras.Sequential(layers, name="head")
 

@@ -103,7 +103,6 @@ def plot_history(history, path):
         lrs = record["learning_rate"]
         lr_axis.plot(np.arange(1, len(lrs) + 1), lrs, color="tab:green", alpha=0.6, label="lr")
         lr_axis.set_ylabel("learning rate (end of epoch)")
-        lr_axis.set_yscale("log")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -416,7 +415,7 @@ class _Runner:
             validation_data=self.validation,
             epochs=first + epochs,
             initial_epoch=first,
-            steps_per_epoch=self.steps if _length(self.train) is None else None,
+            steps_per_epoch=self.steps if _length(self.train) == _INFINITE else None,
             shuffle=not hasattr(self.train, "cardinality"),  # tf.data shuffles itself
             callbacks=callbacks,
             verbose=self.verbose,
@@ -451,7 +450,11 @@ def _submodel(model, name):
         ) from None
 
 
+_INFINITE = -1
+
+
 def _length(dataset):
+    """Number of batches; None if unknown, `_INFINITE` for a repeated tf.data dataset."""
     try:
         return len(dataset)
     except TypeError:
@@ -459,7 +462,7 @@ def _length(dataset):
     cardinality = getattr(dataset, "cardinality", None)
     if cardinality is not None:
         n = int(cardinality())
-        return n if n >= 0 else None
+        return n if n >= -1 else None
     return None
 
 
@@ -471,11 +474,16 @@ def _steps_per_epoch(dataset, steps_per_epoch):
             )
         return steps_per_epoch
     n = _length(dataset)
-    if n is None:
+    if n == _INFINITE:
         raise ValueError(
-            "The training dataset's length is unknown (e.g. after `filter` or `repeat`): pass "
-            "steps_per_epoch so the learning-rate schedule knows how many steps an epoch has."
+            "The training dataset repeats forever: pass steps_per_epoch so the learning-rate "
+            "schedule knows how many steps an epoch has."
         )
+    if n is None:
+        # Unknown length (e.g. after `filter`): count once. A cached tf.data pipeline keeps
+        # what this pass decodes, so the first epoch does not pay for it again.
+        print("[kerasrecipes] counting the training batches (dataset length unknown)")
+        n = sum(1 for _ in dataset)
     if n == 0:
         raise ValueError("The training dataset is empty: it yields no batches.")
     return n

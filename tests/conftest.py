@@ -1,6 +1,6 @@
 """Shared fixtures: tiny in-memory images and tiny image folders written to `tmp_path`.
 
-- `tiny_images`: `(images, labels)`, uint8 `(8, 32, 32, 3)` and int `(8,)` with labels `0, 1, 0, 1…`.
+- `tiny_images`: `(images, labels)`: uint8 `(8, 32, 32, 3)` and int `(8,)` labels `0, 1, 0, 1…`.
 - `make_image_folder`: a factory writing `root/<class>/<i>.jpg|png` (or with splits) and returning
   the root; every class has its own colour, so a label can be checked against its pixels.
 - `image_folder`: `make_image_folder()` with its defaults: 3 classes (`cat`, `dog`, `fox`),
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# One colour per class: tests can tell a label from the pixels (JPEG keeps them within a few levels).
+# One colour per class: tests can tell a label from the pixels (JPEG keeps them within a few
+# levels).
 CLASS_COLORS = ((220, 40, 40), (40, 200, 40), (40, 40, 220), (220, 200, 40), (200, 40, 200))
 
 

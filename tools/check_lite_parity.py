@@ -128,7 +128,8 @@ def main(argv=None):
     print(f"# EfficientNet-Lite Keras vs PyTorch reference parity — {time.strftime('%Y-%m-%d')}")
     print(f"# keras {keras.__version__} ({keras.backend.backend()}), torch {torch.__version__}, "
           f"numpy {np.__version__}, {platform.machine()} {os.cpu_count()} CPU, float32")
-    print(f"# photos: {', '.join(photos)}; random: {args.random} uniform 0-255 images, seed {args.seed}")
+    print(f"# photos: {', '.join(photos)}; "
+          f"random: {args.random} uniform 0-255 images, seed {args.seed}")
     rows, norm_rows, top1_rows = [], [], []
     for variant in args.variants:
         size = efficientnet_lite._VARIANTS[variant][2]

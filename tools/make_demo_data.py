@@ -1,10 +1,10 @@
 """Builds `kerasrecipes/assets/clothing_demo.zip`, the demo data set shipped inside the package.
 
-The source is the clothing-dataset-small (CC0 1.0, https://github.com/alexeygrigorev/clothing-dataset-small),
-laid out as `train/<class>/*.jpg` and `validation/<class>/*.jpg`. Every image of both splits is kept,
-downscaled so its shorter side is `N` pixels and re-encoded as JPEG (`optimize=True`). The tool
-walks a ladder of `(N, quality)` candidates, largest first, and keeps the first whose zip fits the
-size budget (20 MB): a 10% sample predicts each candidate's size so only the likely winner is
+The source is the clothing-dataset-small (CC0 1.0,
+https://github.com/alexeygrigorev/clothing-dataset-small), laid out as `train/<class>/*.jpg` and
+`validation/<class>/*.jpg`. Every image of both splits is kept, downscaled so its shorter side is
+`N` pixels and re-encoded as JPEG (`optimize=True`). The tool walks a ladder of `(N, quality)`
+candidates, largest first, and keeps the first whose zip fits the size budget (20 MB): a 10% sample predicts each candidate's size so only the likely winner is
 written in full. On clothing-dataset-small that is N=128 at quality 82 (160, 144 and 128 at quality
 85 give 30.4, 25.3 and 21.2 MB). The output is deterministic: files are written in sorted order
 with a fixed timestamp, so re-running the tool on the same source gives a byte-identical zip.
@@ -56,7 +56,8 @@ def list_images(src):
             for fname in sorted(os.listdir(class_dir)):
                 if fname.lower().endswith((".jpg", ".jpeg", ".png")):
                     stem = os.path.splitext(fname)[0]
-                    items.append((f"{split}/{class_name}/{stem}.jpg", os.path.join(class_dir, fname)))
+                    name = f"{split}/{class_name}/{stem}.jpg"
+                    items.append((name, os.path.join(class_dir, fname)))
     if not items:
         raise ValueError(f"No images found under src. Received: src={src!r}")
     return items
@@ -114,7 +115,8 @@ def main(argv=None):
         if estimate > budget * 1.02:
             continue
         size = write_zip(items, args.out, short_side, quality)
-        print(f"N={short_side} q={quality}: {len(items)} images, {size / 1e6:.2f} MB", file=sys.stderr)
+        print(f"N={short_side} q={quality}: {len(items)} images, {size / 1e6:.2f} MB",
+              file=sys.stderr)
         if size <= budget:
             break
     else:

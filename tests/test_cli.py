@@ -1,0 +1,68 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerasrecipes.cli import main
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """root/<class>/*.jpg with colours that tell the classes apart."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    for c, name in enumerate(["red", "green", "blue"]):
+        os.makedirs(root / name)
+        for i in range(8):
+            pixels = rng.integers(0, 80, (40, 48, 3)).astype("uint8")
+            pixels[..., c] += 170
+            Image.fromarray(pixels).save(root / name / f"{i}.jpg")
+    return root
+
+
+def test_finetune_then_predict_from_the_command_line(photo_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main([
+        "finetune", str(photo_folder), "--backbone", "mobilenetv3small", "--weights", "none",
+        "--image-size", "32", "--batch-size", "8", "--head-epochs", "1", "--epochs", "1",
+        "--validation-split", "0.25", "--out", str(out),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "stage 1 (head, 1 epochs): best val_accuracy" in printed
+    assert "stage 2 (fine_tune, 1 epochs): best val_accuracy" in printed
+    assert {"saved_model.pb", "metrics.json", "history.png", "labels.txt"} <= set(os.listdir(out))
+    metrics = json.load(open(out / "metrics.json"))
+    assert metrics["class_names"] == ["blue", "green", "red"]
+    assert 0.0 <= metrics["final"]["accuracy"] <= 1.0
+    assert [s["name"] for s in metrics["stages"]] == ["head", "fine_tune"]
+
+    image = str(photo_folder / "red" / "0.jpg")
+    assert main(["predict", str(out), image, "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == image and len(lines) == 3
+    assert lines[1].split()[-1] in {"blue", "green", "red"}
+
+
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    assert main(["finetune", str(tmp_path / "missing"), "--weights", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "finetune: error:" in err and "missing" in err
+    assert main(["finetune", str(tmp_path), "--backbone", "resnet51"]) == 2
+    assert "Unknown backbone 'resnet51'" in capsys.readouterr().err
+
+
+def test_backbones_lists_the_registry(capsys):
+    assert main(["backbones"]) == 0
+    printed = capsys.readouterr().out
+    assert "efficientnet_lite0" in printed and "resnet50" in printed
+
+
+def test_predict_without_a_model_uses_the_imagenet_lite0_classifier(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERASRECIPES_CACHE", str(tmp_path))
+    image = os.path.join(os.path.dirname(__file__), "data", "chelsea.jpg")
+    assert main(["predict", image, "--top", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[1:] == ["285", "Egyptian", "cat"]
