@@ -131,7 +131,7 @@ def build_parser():
                     f"(demo data: {DEMO_IMAGE_SIZE})")
     ft.add_argument("--batch-size", type=int, default=32)
     ft.add_argument("--head-epochs", type=int, default=2)
-    ft.add_argument("--epochs", type=int, default=2, help="epochs after unfreezing")
+    ft.add_argument("--epochs", type=int, default=4, help="epochs after unfreezing")
     ft.add_argument("--lr", type=float, default=1e-3, help="head-stage peak learning rate")
     ft.add_argument("--lr-mult", type=float, default=10.0,
                     help="head LR / first-group LR after unfreezing")

@@ -13,26 +13,13 @@ import tempfile
 import zipfile
 
 from kerasrecipes import data
+from kerasrecipes.utils import cache_dir
 
 DEMO_ZIP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "clothing_demo.zip")
 DEMO_CLASS_NAMES = (
     "dress", "hat", "longsleeve", "outwear", "pants",
     "shirt", "shoes", "shorts", "skirt", "t-shirt",
 )
-
-
-def cache_dir():
-    """Returns the kerasrecipes cache folder: `$KERASRECIPES_CACHE` or `~/.cache/kerasrecipes`.
-
-    Example:
-
-    >>> os.path.basename(cache_dir()) != ""
-    True
-    """
-    path = os.environ.get("KERASRECIPES_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "kerasrecipes"
-    )
-    return os.path.abspath(path)
 
 
 def _file_digest(path):

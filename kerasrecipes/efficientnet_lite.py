@@ -31,6 +31,7 @@ import keras
 
 from kerasrecipes import _torch_pickle
 from kerasrecipes.backbones import LITE_STYLE, BackboneSpec, register_backbone
+from kerasrecipes.utils import cache_dir
 
 # (repeats, kernel_size, strides, expand_ratio, input_filters, output_filters) per stage,
 # from efficientnet_lite_builder.py (EfficientNet-B0 without squeeze-excite).
@@ -270,13 +271,6 @@ for _n, _fn in enumerate((EfficientNetLite0, EfficientNetLite1, EfficientNetLite
 # ---------------------------------------------------------------------------------------------
 # Weights: locate the `.pth` in its package, convert once, cache as `.weights.h5`.
 # ---------------------------------------------------------------------------------------------
-
-
-def cache_dir():
-    """Where converted weights are cached: `$KERASRECIPES_CACHE` or `~/.cache/kerasrecipes`."""
-    return os.environ.get("KERASRECIPES_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "kerasrecipes"
-    )
 
 
 def pth_path(variant):

@@ -281,7 +281,7 @@ def fine_tune(
             f"{names}). Received: unfreeze={unfreeze!r}"
         )
     fine_tune_lr = lr / 10 if fine_tune_lr is None else fine_tune_lr
-    steps = _steps_per_epoch(train, steps_per_epoch)
+    train, steps = _steps_per_epoch(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps, schedule, loss, metrics, callbacks,
                      weight_decay, verbose)
     runner.prepare()
@@ -344,7 +344,7 @@ def fit(
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
-    steps = _steps_per_epoch(train, steps_per_epoch)
+    train, steps = _steps_per_epoch(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps, schedule, loss, metrics, callbacks,
                      weight_decay, verbose)
     runner.prepare()
@@ -472,7 +472,7 @@ def _steps_per_epoch(dataset, steps_per_epoch):
             raise ValueError(
                 f"steps_per_epoch must be a positive int. Received: steps_per_epoch={steps_per_epoch!r}"
             )
-        return steps_per_epoch
+        return dataset, steps_per_epoch
     n = _length(dataset)
     if n == _INFINITE:
         raise ValueError(
@@ -484,9 +484,13 @@ def _steps_per_epoch(dataset, steps_per_epoch):
         # what this pass decodes, so the first epoch does not pay for it again.
         print("[kerasrecipes] counting the training batches (dataset length unknown)")
         n = sum(1 for _ in dataset)
+        if n and hasattr(dataset, "cardinality"):
+            import tensorflow as tf
+
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(n))
     if n == 0:
         raise ValueError("The training dataset is empty: it yields no batches.")
-    return n
+    return dataset, n
 
 
 def _first_batch(dataset):

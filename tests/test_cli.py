@@ -1,25 +1,14 @@
 import json
 import os
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from kerasrecipes.cli import main
 
 
 @pytest.fixture
-def photo_folder(tmp_path):
-    """root/<class>/*.jpg with colours that tell the classes apart."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "photos"
-    for c, name in enumerate(["red", "green", "blue"]):
-        os.makedirs(root / name)
-        for i in range(8):
-            pixels = rng.integers(0, 80, (40, 48, 3)).astype("uint8")
-            pixels[..., c] += 170
-            Image.fromarray(pixels).save(root / name / f"{i}.jpg")
-    return root
+def photo_folder(make_image_folder):
+    return make_image_folder(classes=("red", "green", "blue"), per_class=8)
 
 
 def test_finetune_then_predict_from_the_command_line(photo_folder, tmp_path, capsys):
@@ -39,7 +28,7 @@ def test_finetune_then_predict_from_the_command_line(photo_folder, tmp_path, cap
     assert 0.0 <= metrics["final"]["accuracy"] <= 1.0
     assert [s["name"] for s in metrics["stages"]] == ["head", "fine_tune"]
 
-    image = str(photo_folder / "red" / "0.jpg")
+    image = os.path.join(photo_folder, "red", "000.jpg")
     assert main(["predict", str(out), image, "--top", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == image and len(lines) == 3

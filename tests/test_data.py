@@ -3,8 +3,6 @@
 import io
 import os
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -606,32 +604,6 @@ def test_array_datasets_without_tensorflow_gives_pydataset(tiny_images, monkeypa
         orders.append(np.concatenate([data.train[i][0] for i in range(3)]))
         data.train.on_epoch_end()
     assert not all(np.array_equal(orders[0], o) for o in orders[1:])
-
-
-def test_data_module_imports_and_runs_without_tensorflow():
-    # A fresh interpreter where `import tensorflow` fails, on the torch backend.
-    code = (
-        "import importlib.abc, importlib.machinery, importlib.util, sys\n"
-        "class L(importlib.abc.Loader):\n"
-        "    def create_module(self, spec): raise ImportError('blocked ' + spec.name)\n"
-        "    def exec_module(self, module): pass\n"
-        "class F(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets'):\n"
-        "            return importlib.machinery.ModuleSpec(name, L())\n"
-        "sys.meta_path.insert(0, F())\n"
-        f"spec = importlib.util.spec_from_file_location('d', {krdata.__file__!r})\n"
-        "d = importlib.util.module_from_spec(spec); spec.loader.exec_module(d)\n"
-        "import numpy as np\n"
-        "data = d.array_datasets(np.zeros((5, 4, 4, 3), 'uint8'), [0, 1, 0, 1, 1], batch_size=2)\n"
-        "x, y = data.train[0]\n"
-        "print(type(data.train).__name__, x.shape, x.dtype, y.dtype, 'tensorflow' in sys.modules)\n"
-    )
-    env = dict(os.environ, KERAS_BACKEND="torch")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "ArrayBatches (2, 4, 4, 3) uint8 int32 False" in result.stdout
 
 
 @pytest.mark.parametrize(

