@@ -60,13 +60,15 @@ def _finetune(args):
     }
     kr.export_saved_model(model, out, class_names=data.class_names,
                           metadata={k: metrics[k] for k in ("backbone", "final", "train_seconds")})
+    # The Keras model too, so `kerasrecipes export` can make other formats later.
+    model.save(os.path.join(out, "model.keras"))
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     history.plot(os.path.join(out, "history.png"))
     if final:
         print(f"[kerasrecipes] final validation accuracy {final.get('accuracy', float('nan')):.4f}"
               f" after {seconds:.0f} s of training")
-    print(f"[kerasrecipes] wrote {out} (SavedModel, metrics.json, history.png)")
+    print(f"[kerasrecipes] wrote {out} (SavedModel, model.keras, metrics.json, history.png)")
     return 0
 
 
@@ -107,6 +109,44 @@ def _predict(args):
     return 0
 
 
+EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-dynamic", "onnx")
+
+
+def _export(args):
+    import keras
+
+    import kerasrecipes  # noqa: F401  (registers the custom layers and optimizers)
+    from kerasrecipes import export
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"--formats takes a comma-separated subset of {', '.join(EXPORT_FORMATS)}."
+                         f" Received: {args.formats!r}")
+    if not os.path.isfile(args.model):
+        raise ValueError(f"No such model file: {args.model!r} (a .keras file, e.g. the "
+                         "model.keras that `kerasrecipes finetune` writes).")
+    model = keras.saving.load_model(args.model)
+    class_names = None
+    labels = args.labels or os.path.join(os.path.dirname(args.model), export.LABELS_FILE)
+    if os.path.isfile(labels):
+        with open(labels) as f:
+            class_names = [line.strip() for line in f if line.strip()]
+    os.makedirs(args.out, exist_ok=True)
+    for fmt in formats:
+        if fmt == "savedmodel":
+            path = export.export_saved_model(model, os.path.join(args.out, "saved_model"),
+                                             class_names=class_names)
+        elif fmt == "onnx":
+            path = export.export_onnx(model, os.path.join(args.out, "model.onnx"))
+        else:
+            quantize = "dynamic" if fmt == "tflite-dynamic" else None
+            path = export.export_tflite(model, os.path.join(args.out, f"model_{fmt}.tflite"),
+                                        quantize=quantize)
+        print(f"[kerasrecipes] {fmt}: {path}")
+    return 0
+
+
 def _backbones(args):
     import kerasrecipes as kr
 
@@ -114,6 +154,32 @@ def _backbones(args):
         spec = kr.get_backbone(name)
         print(f"{name:20s} {spec.image_size:4d} px  {spec.source}")
     return 0
+
+
+def _doctor(args):
+    import kerasrecipes as kr
+
+    if args.data is None:
+        image_size = args.image_size or DEMO_IMAGE_SIZE
+        print(f"[kerasrecipes] no DIR given: checking on the embedded demo data ({image_size} px)")
+        data = kr.datasets.load_demo(image_size=image_size, batch_size=args.batch_size,
+                                     seed=args.seed)
+    else:
+        image_size = args.image_size or kr.get_backbone(args.backbone).image_size
+        data = kr.image_folder_datasets(
+            args.data, image_size=image_size, batch_size=args.batch_size,
+            validation_split=args.validation_split, seed=args.seed,
+        )
+    weights = None if args.weights == "none" else args.weights
+    model = kr.build_classifier(args.backbone, num_classes=len(data.class_names),
+                                image_size=image_size, weights=weights, dropout=args.dropout)
+    report = kr.doctor(
+        model, data.train, data.validation, out_dir=args.out, class_names=data.class_names,
+        overfit_batches=args.overfit_batches, overfit_steps=args.overfit_steps,
+        overfit_lr=args.overfit_lr, lr_finder=not args.no_lr_finder,
+        lr_finder_steps=args.lr_finder_steps,
+    )
+    return 0 if report.ok else 1
 
 
 def build_parser():
@@ -155,8 +221,38 @@ def build_parser():
     pr.add_argument("--top", type=int, default=5)
     pr.set_defaults(func=_predict)
 
+    ex = sub.add_parser("export", help="export a .keras model as SavedModel / TFLite / ONNX")
+    ex.add_argument("model", help="a .keras file (finetune writes OUT/model.keras)")
+    ex.add_argument("--out", required=True, help="output directory")
+    ex.add_argument("--formats", default="savedmodel,tflite,tflite-dynamic,onnx",
+                    help=f"comma-separated subset of {','.join(EXPORT_FORMATS)}")
+    ex.add_argument("--labels", default=None,
+                    help="labels.txt with one class name a line (default: next to the model)")
+    ex.set_defaults(func=_export)
+
     bb = sub.add_parser("backbones", help="list registered backbones")
     bb.set_defaults(func=_backbones)
+
+    dr = sub.add_parser("doctor", help="sanity checks before training: initial loss, overfit a "
+                        "few batches, inputs, labels, activation/loss, LR range test; writes a "
+                        "Markdown report (exit status 1 when a check fails)")
+    dr.add_argument("data", nargs="?", help="image folder, as for finetune; omit to use the "
+                    "embedded demo data")
+    dr.add_argument("--backbone", default="efficientnet_lite0")
+    dr.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a weights file")
+    dr.add_argument("--image-size", type=int, default=None, help="default: the backbone's "
+                    f"(demo data: {DEMO_IMAGE_SIZE})")
+    dr.add_argument("--batch-size", type=int, default=32)
+    dr.add_argument("--dropout", type=float, default=0.2)
+    dr.add_argument("--overfit-batches", type=int, default=5)
+    dr.add_argument("--overfit-steps", type=int, default=150)
+    dr.add_argument("--overfit-lr", type=float, default=1e-3)
+    dr.add_argument("--lr-finder-steps", type=int, default=60)
+    dr.add_argument("--no-lr-finder", action="store_true", help="skip the LR range test")
+    dr.add_argument("--validation-split", type=float, default=None)
+    dr.add_argument("--seed", type=int, default=42)
+    dr.add_argument("--out", default="doctor_report", help="report folder")
+    dr.set_defaults(func=_doctor)
     return parser
 
 

@@ -12,23 +12,34 @@ import tempfile
 
 import keras
 
+from kerasrecipes.data import _tf_resize, decode_image_bytes
+
 METADATA_FILE = "kerasrecipes.json"
 LABELS_FILE = "labels.txt"
 
 
-def export_saved_model(model, path, class_names=None, metadata=None):
-    """Writes `model` as a SavedModel with a uint8-image serving signature.
+def export_saved_model(model, path, class_names=None, metadata=None, crop_to_aspect_ratio=False):
+    """Writes `model` as a SavedModel that serves uint8 images and encoded image bytes.
 
-    The `serve` signature takes `images`: uint8 `[N, H, W, 3]` and returns `probabilities`
-    (`[N, classes]`), `class_index` (`[N]`) and `class_name` (`[N]`, when `class_names` is given).
-    `labels.txt` (one class name a line) and `kerasrecipes.json` (image size, class names, your
-    `metadata`, library versions) are written beside it. Needs the TensorFlow backend.
+    Two signatures, both in inference mode (no augmentation, BatchNorm on moving statistics):
+
+    - `serve`: `images`, uint8 `[N, H, W, 3]`;
+    - `serve_bytes`: `image_bytes`, string `[N]` of encoded JPEG/PNG/GIF/BMP files, decoded and
+      resized to the model's size exactly as `kr.image_folder_datasets` does in training.
+
+    Both return `probabilities` (`[N, classes]`), `class_index` (`[N]`) and, when `class_names`
+    is given, `class_name` (`[N]`). `labels.txt` (one class name a line) and `kerasrecipes.json`
+    (image size, preprocessing, class names, your `metadata`, library versions) are written beside
+    them. Needs the TensorFlow backend.
 
     Args:
         model: keras.Model taking uint8 images, e.g. from `kr.build_classifier`.
         path: str. The SavedModel directory; replaced atomically if it exists.
         class_names: optional list of str, one per output class.
-        metadata: optional JSON-serializable dict stored in `kerasrecipes.json`.
+        metadata: optional JSON-serializable dict stored in `kerasrecipes.json` (e.g. backbone,
+            training metrics).
+        crop_to_aspect_ratio: bool. What `serve_bytes` does to images of another aspect ratio;
+            use the value the training data was loaded with. Defaults to `False` (stretch).
 
     Returns:
         The export directory, `path`.
@@ -72,6 +83,15 @@ def export_saved_model(model, path, class_names=None, metadata=None):
             outputs["class_name"] = tf.gather(names, index)
         return outputs
 
+    def serve_bytes(image_bytes):
+        images = tf.map_fn(
+            lambda data: _tf_resize(decode_image_bytes(data), (height, width),
+                                    crop_to_aspect_ratio),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([height, width, channels], tf.uint8),
+        )
+        return serve(images)
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -79,9 +99,16 @@ def export_saved_model(model, path, class_names=None, metadata=None):
         serve,
         input_signature=[tf.TensorSpec([None, height, width, channels], tf.uint8, name="images")],
     )
+    archive.add_endpoint(
+        "serve_bytes",
+        serve_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+    )
     info = {
         "image_size": [height, width],
         "input": "uint8 RGB images [N, H, W, 3], 0-255",
+        "crop_to_aspect_ratio": crop_to_aspect_ratio,
+        "preprocessing": _preprocessing_config(model),
         "class_names": class_names,
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
         "metadata": metadata or {},
@@ -99,6 +126,95 @@ def export_saved_model(model, path, class_names=None, metadata=None):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def _preprocessing_config(model):
+    try:
+        preprocess = model.get_layer("preprocess")
+    except ValueError:
+        return None
+    return [
+        {"class_name": type(layer).__name__, "config": _jsonable(layer.get_config())}
+        for layer in preprocess.layers
+    ]
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _inference_function(model):
+    """A tf.function running `model` in inference mode on uint8 images, and its input spec."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8, name="images")
+
+    @tf.function(input_signature=[spec])
+    def predict(images):
+        return model(images, training=False)
+
+    return predict, spec
+
+
+def export_tflite(model, path, quantize=None):
+    """Writes a TensorFlow Lite flatbuffer of `model` (uint8 images in, probabilities out).
+
+    Args:
+        model: keras.Model taking uint8 images.
+        path: str. The `.tflite` file (written atomically).
+        quantize: `None` (float32) or `"dynamic"` (dynamic-range int8 weights, ~4× smaller).
+            Defaults to `None`.
+
+    Returns:
+        The file path. Run it with `tf.lite.Interpreter` (or `ai_edge_litert`).
+    """
+    import tensorflow as tf
+
+    if quantize not in (None, "dynamic"):
+        raise ValueError(f"quantize must be None or 'dynamic'. Received: quantize={quantize!r}")
+    predict, _ = _inference_function(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [predict.get_concrete_function()], model
+    )
+    if quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    _write_atomic(path, converter.convert())
+    return os.fspath(path)
+
+
+def export_onnx(model, path, opset=17):
+    """Writes an ONNX model of `model` (uint8 `images` in, probabilities out) with tf2onnx.
+
+    Args:
+        model: keras.Model taking uint8 images.
+        path: str. The `.onnx` file (written atomically).
+        opset: int. ONNX opset. Defaults to `17`.
+
+    Returns:
+        The file path. Run it with `onnxruntime.InferenceSession(path)`.
+    """
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ImportError("ONNX export needs tf2onnx: pip install tf2onnx onnxruntime") from None
+    predict, spec = _inference_function(model)
+    proto, _ = tf2onnx.convert.from_function(predict, input_signature=[spec], opset=opset)
+    _write_atomic(path, proto.SerializeToString())
+    return os.fspath(path)
+
+
+def _write_atomic(path, data):
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _replace_dir(new, path):

@@ -22,7 +22,9 @@ def test_finetune_then_predict_from_the_command_line(photo_folder, tmp_path, cap
     printed = capsys.readouterr().out
     assert "stage 1 (head, 1 epochs): best val_accuracy" in printed
     assert "stage 2 (fine_tune, 1 epochs): best val_accuracy" in printed
-    assert {"saved_model.pb", "metrics.json", "history.png", "labels.txt"} <= set(os.listdir(out))
+    assert {"saved_model.pb", "model.keras", "metrics.json", "history.png", "labels.txt"} <= set(
+        os.listdir(out)
+    )
     metrics = json.load(open(out / "metrics.json"))
     assert metrics["class_names"] == ["blue", "green", "red"]
     assert 0.0 <= metrics["final"]["accuracy"] <= 1.0
@@ -33,6 +35,18 @@ def test_finetune_then_predict_from_the_command_line(photo_folder, tmp_path, cap
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == image and len(lines) == 3
     assert lines[1].split()[-1] in {"blue", "green", "red"}
+
+    exported = tmp_path / "exported"
+    assert main(["export", str(out / "model.keras"), "--out", str(exported),
+                 "--formats", "savedmodel,tflite-dynamic"]) == 0
+    assert sorted(os.listdir(exported)) == ["model_tflite-dynamic.tflite", "saved_model"]
+    capsys.readouterr()
+    assert main(["predict", str(exported / "saved_model"), image, "--top", "1"]) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert again[1].split()[-1] == lines[1].split()[-1]  # same model, same top class
+    assert main(["export", str(out / "model.keras"), "--out", str(exported),
+                 "--formats", "coreml"]) == 2
+    assert "--formats takes" in capsys.readouterr().err
 
 
 def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys):

@@ -40,17 +40,77 @@ def test_serves_in_inference_mode_and_matches_predict(model, tmp_path):
 
 
 def test_loads_in_a_fresh_process_with_identical_outputs(model, tmp_path):
+    """Through tf.saved_model.load and through keras.layers.TFSMLayer, in a new interpreter."""
     path = kr.export_saved_model(model, tmp_path / "export", class_names=["a", "b", "c"])
     np.save(tmp_path / "x.npy", IMAGES)
     code = (
-        "import sys, numpy as np, tensorflow as tf;"
-        f"m = tf.saved_model.load({str(path)!r});"
-        f"np.save({str(tmp_path / 'y.npy')!r}, m.serve(np.load({str(tmp_path / 'x.npy')!r}))"
-        "['probabilities'].numpy())"
+        "import numpy as np, tensorflow as tf, keras\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"m = tf.saved_model.load({str(path)!r})\n"
+        f"np.save({str(tmp_path / 'y1.npy')!r}, m.serve(x)['probabilities'].numpy())\n"
+        f"layer = keras.layers.TFSMLayer({str(path)!r}, call_endpoint='serve')\n"
+        f"np.save({str(tmp_path / 'y2.npy')!r}, np.asarray(layer(x)['probabilities']))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(IMAGES, verbose=0),
-                               atol=1e-5)
+    expected = model.predict(IMAGES, verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "y1.npy"), expected, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "y2.npy"), expected, atol=1e-5)
+
+
+def test_bytes_signature_decodes_and_resizes_like_training(model, make_image_folder, tmp_path):
+    import tensorflow as tf
+    from PIL import Image
+
+    root = make_image_folder(per_class=2)
+    # Add a PNG with transparency: served bytes must composite it on white, as training does.
+    rgba = np.zeros((20, 30, 4), "uint8")
+    rgba[..., 0] = 200
+    rgba[:, :15, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(os.path.join(root, "cat", "alpha.png"))
+    data = kr.image_folder_datasets(root, image_size=16, batch_size=16, seed=0, verbose=False)
+    paths = sorted(p for p, _ in data.files["train"])
+    # The training pipeline's pixels, matched to the files by content (the batches are shuffled).
+    pipeline = np.concatenate([x for x, _ in data.train.as_numpy_iterator()])
+    images = np.stack([kr.load_image(p, image_size=16) for p in paths])
+    assert sorted(map(bytes, pipeline)) == sorted(map(bytes, images))
+    path = kr.export_saved_model(model, tmp_path / "export", class_names=["a", "b", "c"])
+    served = tf.saved_model.load(path)
+    blobs = tf.constant([open(p, "rb").read() for p in paths])
+    from_bytes = served.serve_bytes(blobs)["probabilities"].numpy()
+    np.testing.assert_allclose(from_bytes, served.serve(images)["probabilities"].numpy(), atol=1e-6)
+
+
+def test_tflite_float_and_dynamic_range(model, tmp_path):
+    import tensorflow as tf
+
+    from kerasrecipes.export import export_tflite
+
+    expected = model.predict(IMAGES, verbose=0)
+    sizes = {}
+    for quantize in (None, "dynamic"):
+        path = export_tflite(model, tmp_path / f"m_{quantize}.tflite", quantize=quantize)
+        sizes[quantize] = os.path.getsize(path)
+        interpreter = tf.lite.Interpreter(model_path=path)
+        inp = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(inp["index"], IMAGES.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], IMAGES)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        np.testing.assert_allclose(got, expected, atol=1e-5 if quantize is None else 0.05)
+    with pytest.raises(ValueError, match="quantize must be None or 'dynamic'"):
+        export_tflite(model, tmp_path / "x.tflite", quantize="int4")
+
+
+def test_onnx_matches_predict(model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    from kerasrecipes.export import export_onnx
+
+    path = export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(path)
+    got = session.run(None, {session.get_inputs()[0].name: IMAGES})[0]
+    np.testing.assert_allclose(got, model.predict(IMAGES, verbose=0), atol=1e-5)
 
 
 def test_a_failed_export_leaves_the_previous_one_intact(model, tmp_path):
