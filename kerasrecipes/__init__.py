@@ -1,7 +1,13 @@
 """kerasrecipes: train image classifiers the way the best practitioners do, Keras-native."""
 
 from kerasrecipes import datasets
-from kerasrecipes.augment import augmentation
+from kerasrecipes.augment import (
+    ColorJitter,
+    PCALighting,
+    RandomResizedCrop,
+    augment_dataset,
+    augmentation,
+)
 from kerasrecipes.backbones import (
     BackboneSpec,
     Preprocessing,
@@ -10,16 +16,76 @@ from kerasrecipes.backbones import (
     list_backbones,
     register_backbone,
 )
-from kerasrecipes.data import ImageData, array_datasets, image_folder_datasets, load_image, tfds_datasets
-from kerasrecipes.export import export_saved_model
+from kerasrecipes.diagnostics import doctor
+from kerasrecipes.data import ImageData, albumentations_map, array_datasets, image_folder_datasets, load_image, tfds_datasets
+from kerasrecipes.distribute import get_strategy, global_batch_size, set_precision
+from kerasrecipes.export import export_onnx, export_saved_model, export_tflite
+from kerasrecipes.interpret import grad_cam, interpret, plot_filters, top_losses
+from kerasrecipes.monitor import TrainingMonitor, diagnose_history
+from kerasrecipes.search import search
 from kerasrecipes.layers import NormalizeImage
 from kerasrecipes.models import build_classifier, build_resnet, build_scratch_cnn
 from kerasrecipes.optimizers import get_optimizer
-from kerasrecipes.train import TrainingHistory, fine_tune, fit, plot_history
+from kerasrecipes.ensembles import SWA, SnapshotEnsemble, load_ensemble, recompute_batch_norm
+from kerasrecipes.lr_finder import LRFinderResult, find_lr
+from kerasrecipes.schedules import (
+    SGDR,
+    CycleMomentum,
+    CyclicalLR,
+    LinearWarmup,
+    OneCycle,
+    StepDecay,
+    WarmupCosine,
+)
+from kerasrecipes.train import TrainingHistory, fine_tune, fit, fit_one_cycle, plot_history
+from kerasrecipes.distill import Distiller, distill
+from kerasrecipes.multitask import build_multitask
+from kerasrecipes.regularize import (
+    Accuracy,
+    BatchMixer,
+    CrossEntropy,
+    add_weight_regularization,
+    mix_dataset,
+)
+from kerasrecipes.tta import predict_tta, tta_accuracy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "export_onnx",
+    "export_tflite",
+    "get_strategy",
+    "global_batch_size",
+    "set_precision",
+    "Accuracy",
+    "BatchMixer",
+    "ColorJitter",
+    "CrossEntropy",
+    "Distiller",
+    "PCALighting",
+    "RandomResizedCrop",
+    "add_weight_regularization",
+    "albumentations_map",
+    "augment_dataset",
+    "build_multitask",
+    "distill",
+    "mix_dataset",
+    "predict_tta",
+    "tta_accuracy",
+    "CycleMomentum",
+    "SWA",
+    "SnapshotEnsemble",
+    "load_ensemble",
+    "recompute_batch_norm",
+    "CyclicalLR",
+    "LRFinderResult",
+    "LinearWarmup",
+    "OneCycle",
+    "SGDR",
+    "StepDecay",
+    "WarmupCosine",
+    "find_lr",
+    "fit_one_cycle",
     "BackboneSpec",
     "ImageData",
     "NormalizeImage",
@@ -31,16 +97,24 @@ __all__ = [
     "build_resnet",
     "build_scratch_cnn",
     "datasets",
+    "doctor",
     "export_saved_model",
     "fine_tune",
     "fit",
     "get_backbone",
     "get_optimizer",
+    "grad_cam",
     "image_folder_datasets",
     "infer_layer_groups",
+    "interpret",
     "list_backbones",
     "load_image",
+    "plot_filters",
     "plot_history",
     "register_backbone",
     "tfds_datasets",
+    "top_losses",
+    "TrainingMonitor",
+    "diagnose_history",
+    "search",
 ]

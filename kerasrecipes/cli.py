@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -29,16 +30,30 @@ def _finetune(args):
         name = os.path.basename(os.path.normpath(args.data))
     print(f"[kerasrecipes] classes ({len(data.class_names)}): {', '.join(data.class_names)}")
     weights = None if args.weights == "none" else args.weights
-    model = kr.build_classifier(
-        args.backbone, num_classes=len(data.class_names), image_size=image_size,
-        weights=weights, augment=args.augment, dropout=args.dropout,
-    )
+    kr.set_precision(args.precision)
+    strategy = kr.get_strategy()  # all local GPUs when there are several
+    with strategy.scope():
+        model = kr.build_classifier(
+            args.backbone, num_classes=len(data.class_names), image_size=image_size,
+            weights=weights, augment=args.augment, dropout=args.dropout,
+        )
     unfreeze = args.unfreeze if args.unfreeze in ("all", "gradual") else int(args.unfreeze)
+    train = data.train
+    if args.mixup or args.cutmix:
+        train = kr.mix_dataset(train, num_classes=len(data.class_names), mixup_alpha=args.mixup,
+                               cutmix_alpha=args.cutmix, seed=args.seed)
+    out = args.out or os.path.join("saved_models", f"{name}_{args.backbone}")
+    backup_dir = os.path.abspath(out) + ".backup"
+    if os.path.isdir(backup_dir) and not args.resume:
+        print(f"[kerasrecipes] removing the backup of an unfinished run ({backup_dir}); "
+              "pass --resume to continue it instead")
+        shutil.rmtree(backup_dir)
     start = time.time()
     history = kr.fine_tune(
-        model, data.train, data.validation, head_epochs=args.head_epochs, epochs=args.epochs,
+        model, train, data.validation, head_epochs=args.head_epochs, epochs=args.epochs,
         lr=args.lr, lr_mult=args.lr_mult, unfreeze=unfreeze, optimizer=args.optimizer,
         weight_decay=args.weight_decay, early_stopping=args.patience,
+        label_smoothing=args.label_smoothing, backup_dir=backup_dir,
     )
     seconds = time.time() - start
     for i, stage in enumerate(history.stages):
@@ -46,7 +61,6 @@ def _finetune(args):
         shown = f"{acc:.4f}" if acc is not None else "n/a (no validation data)"
         print(f"[kerasrecipes] stage {i + 1} ({stage['name']}, {stage['epochs']} epochs): "
               f"best val_accuracy {shown}")
-    out = args.out or os.path.join("saved_models", f"{name}_{args.backbone}")
     final = model.evaluate(data.validation, verbose=0, return_dict=True) if data.validation else {}
     metrics = {
         "backbone": args.backbone,
@@ -147,6 +161,49 @@ def _export(args):
     return 0
 
 
+def _lr_find(args):
+    import kerasrecipes as kr
+    from kerasrecipes.models import task_of
+    from kerasrecipes.train import (
+        default_loss, discriminative_multipliers, group_lr_multipliers, set_trainable_groups,
+    )
+
+    if args.data is None:
+        image_size = args.image_size or DEMO_IMAGE_SIZE
+        print(f"[kerasrecipes] no DIR given: using the embedded demo data ({image_size} px)")
+        data = kr.datasets.load_demo(image_size=image_size, batch_size=args.batch_size)
+    else:
+        image_size = args.image_size or kr.get_backbone(args.backbone).image_size
+        data = kr.image_folder_datasets(args.data, image_size=image_size,
+                                        batch_size=args.batch_size, seed=args.seed)
+    weights = None if args.weights == "none" else args.weights
+    model = kr.build_classifier(args.backbone, num_classes=len(data.class_names),
+                                image_size=image_size, weights=weights, augment=args.augment)
+    groups = kr.infer_layer_groups(model.get_layer("backbone"))
+    multipliers = None
+    if args.stage == "head":
+        set_trainable_groups(model, groups, [])
+    else:
+        # As fine_tune after unfreezing: group i of n gets lr_mult ** ((i - n) / n).
+        set_trainable_groups(model, groups, list(groups), train_bn=False)
+        multipliers = group_lr_multipliers(model, discriminative_multipliers(groups,
+                                                                             args.lr_mult))
+    model.compile(optimizer=kr.get_optimizer(args.optimizer, args.min_lr,
+                                             lr_multipliers=multipliers),
+                  loss=default_loss(task_of(model)))
+    result = kr.find_lr(model, data.train, min_lr=args.min_lr, max_lr=args.max_lr,
+                        num_steps=args.num_steps)
+    out = args.out
+    if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+    result.plot(out)
+    for method, lr in result.suggestions().items():
+        shown = f"{lr:.3g}" if lr is not None else "n/a (curve too short or flat)"
+        print(f"{method:8s} {shown}")
+    print(f"[kerasrecipes] {len(result.lrs)} steps in {result.seconds:.0f} s; wrote {out}")
+    return 0
+
+
 def _backbones(args):
     import kerasrecipes as kr
 
@@ -205,12 +262,23 @@ def build_parser():
     ft.add_argument("--optimizer", default="adamw",
                     choices=["sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw"])
     ft.add_argument("--weight-decay", type=float, default=None)
-    ft.add_argument("--augment", default="light", choices=["none", "light", "standard"])
+    ft.add_argument("--augment", default="light", choices=["none", "light", "standard", "strong"])
+    ft.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                    help="MixUp Beta(alpha, alpha); 0 = off (with --cutmix: random switch)")
+    ft.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA",
+                    help="CutMix Beta(alpha, alpha); 0 = off")
+    ft.add_argument("--label-smoothing", type=float, default=0.0)
     ft.add_argument("--dropout", type=float, default=0.2)
     ft.add_argument("--patience", type=int, default=3, help="early-stopping patience")
     ft.add_argument("--validation-split", type=float, default=None,
                     help="fraction held out when DIR has no validation folder (default 0.1)")
     ft.add_argument("--seed", type=int, default=42)
+    ft.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run with the same --out (at most one epoch "
+                    "lost; the backup lives in OUT.backup until the run completes)")
+    ft.add_argument("--precision", default="float32",
+                    choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                    help="mixed precision for GPUs/TPUs (outputs stay float32)")
     ft.add_argument("--out", default=None, help="export directory (default saved_models/...)")
     ft.set_defaults(func=_finetune)
 
@@ -230,6 +298,26 @@ def build_parser():
                     help="labels.txt with one class name a line (default: next to the model)")
     ex.set_defaults(func=_export)
 
+    lf = sub.add_parser("lr-find", help="learning-rate range test: plot and suggested LRs")
+    lf.add_argument("data", nargs="?", help="image folder; omit to use the embedded demo data")
+    lf.add_argument("--backbone", default="efficientnet_lite0", help="see `kerasrecipes backbones`")
+    lf.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a weights file")
+    lf.add_argument("--image-size", type=int, default=None)
+    lf.add_argument("--batch-size", type=int, default=32)
+    lf.add_argument("--stage", default="head", choices=["head", "all"],
+                    help="'head': backbone frozen (the first stage of finetune); 'all': every "
+                    "group trainable with discriminative LRs (--lr-mult)")
+    lf.add_argument("--lr-mult", type=float, default=10.0)
+    lf.add_argument("--optimizer", default="adamw",
+                    choices=["sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw"])
+    lf.add_argument("--augment", default="light", choices=["none", "light", "standard", "strong"])
+    lf.add_argument("--min-lr", type=float, default=1e-7)
+    lf.add_argument("--max-lr", type=float, default=10.0)
+    lf.add_argument("--num-steps", type=int, default=100)
+    lf.add_argument("--seed", type=int, default=42)
+    lf.add_argument("--out", default="lr_find.png", help="PNG of the curve")
+    lf.set_defaults(func=_lr_find)
+
     bb = sub.add_parser("backbones", help="list registered backbones")
     bb.set_defaults(func=_backbones)
 
@@ -244,10 +332,11 @@ def build_parser():
                     f"(demo data: {DEMO_IMAGE_SIZE})")
     dr.add_argument("--batch-size", type=int, default=32)
     dr.add_argument("--dropout", type=float, default=0.2)
-    dr.add_argument("--overfit-batches", type=int, default=5)
-    dr.add_argument("--overfit-steps", type=int, default=150)
+    # Small defaults keep the demo run to a few minutes on 2 CPU cores.
+    dr.add_argument("--overfit-batches", type=int, default=2)
+    dr.add_argument("--overfit-steps", type=int, default=80)
     dr.add_argument("--overfit-lr", type=float, default=1e-3)
-    dr.add_argument("--lr-finder-steps", type=int, default=60)
+    dr.add_argument("--lr-finder-steps", type=int, default=40)
     dr.add_argument("--no-lr-finder", action="store_true", help="skip the LR range test")
     dr.add_argument("--validation-split", type=float, default=None)
     dr.add_argument("--seed", type=int, default=42)

@@ -11,12 +11,25 @@ Reference: Howard & Ruder, "Universal Language Model Fine-tuning for Text Classi
 
 import keras
 
+# Variable names (regular expressions on `variable.name`) that decoupled weight decay skips:
+# biases and BatchNorm/LayerNorm scale and offset (decaying them only hurts; Goyal et al. 2017,
+# "Bag of Tricks", He et al. 2019).
+# (TensorFlow hands the optimizer tf.Variables named like "dense/bias:0", Keras variables are "bias".)
+NO_DECAY = (r"(^|/)bias(:\d+)?$", r"(^|/)gamma(:\d+)?$", r"(^|/)beta(:\d+)?$")
+
 
 class _LRMultipliers:
     """Mixin that scales the learning rate (and decoupled weight decay) per variable."""
 
-    def __init__(self, *args, lr_multipliers=None, **kwargs):
+    def __init__(self, *args, lr_multipliers=None, no_decay=NO_DECAY, **kwargs):
         super().__init__(*args, **kwargs)
+        if isinstance(no_decay, str) or not all(isinstance(n, str) for n in no_decay or ()):
+            raise ValueError(
+                f"no_decay must be a list of variable-name patterns. Received: no_decay={no_decay!r}"
+            )
+        self.no_decay = list(no_decay or ())
+        if self.no_decay:
+            self.exclude_from_weight_decay(var_names=self.no_decay)
         if lr_multipliers is not None:
             lr_multipliers = [float(m) for m in lr_multipliers]
             if any(m < 0 for m in lr_multipliers):
@@ -56,6 +69,7 @@ class _LRMultipliers:
     def get_config(self):
         config = super().get_config()
         config["lr_multipliers"] = self.lr_multipliers
+        config["no_decay"] = self.no_decay
         return config
 
 
@@ -94,7 +108,8 @@ _OPTIMIZERS = {
 }
 
 
-def get_optimizer(name, learning_rate, lr_multipliers=None, weight_decay=None, clipnorm=None):
+def get_optimizer(name, learning_rate, lr_multipliers=None, weight_decay=None, clipnorm=None,
+                  clipvalue=None, global_clipnorm=None, no_decay=NO_DECAY):
     """Creates an optimizer by name with sensible defaults for fine-tuning.
 
     Args:
@@ -104,7 +119,15 @@ def get_optimizer(name, learning_rate, lr_multipliers=None, weight_decay=None, c
         lr_multipliers: optional list of floats, one per trainable variable. Defaults to `None`.
         weight_decay: optional float. Decoupled weight decay; overrides the default of `name`.
             Defaults to `None`.
+            Biases and BatchNorm/LayerNorm `gamma`/`beta` are excluded (see `no_decay`).
         clipnorm: optional float. Clip each gradient to this norm. Defaults to `None`.
+        clipvalue: optional float. Clip each gradient element to `[-clipvalue, clipvalue]`
+            (the classic recipe uses 5). Defaults to `None`.
+        global_clipnorm: optional float. Scale all gradients together so that their global norm
+            is at most this. Defaults to `None`.
+        no_decay: list of regular expressions matched against `variable.name`; matching
+            variables get no weight decay. `()` decays everything. Defaults to `NO_DECAY`
+            (biases, `gamma`, `beta`).
 
     Example:
     >>> opt = get_optimizer("adamw", 1e-3, weight_decay=0.05)
@@ -117,6 +140,13 @@ def get_optimizer(name, learning_rate, lr_multipliers=None, weight_decay=None, c
     kwargs = dict(defaults)
     if weight_decay is not None:
         kwargs["weight_decay"] = weight_decay
-    if clipnorm is not None:
-        kwargs["clipnorm"] = clipnorm
-    return cls(learning_rate=learning_rate, lr_multipliers=lr_multipliers, **kwargs)
+    clipping = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+    given = {k: v for k, v in clipping.items() if v is not None}
+    if len(given) > 1:
+        raise ValueError(f"Pass at most one of clipnorm, clipvalue, global_clipnorm. Received: {given}")
+    for key, value in given.items():
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{key} must be a positive float. Received: {key}={value!r}")
+        kwargs[key] = float(value)
+    return cls(learning_rate=learning_rate, lr_multipliers=lr_multipliers, no_decay=no_decay,
+               **kwargs)

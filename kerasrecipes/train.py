@@ -9,10 +9,12 @@ Reference: Howard & Ruder, "Universal Language Model Fine-tuning for Text Classi
 Yosinski et al., "How transferable are features in deep neural networks?" (2014).
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import shutil
 import warnings
 
 import keras
@@ -23,7 +25,7 @@ from kerasrecipes.layers import NormalizeImage
 from kerasrecipes.models import batch_norm_layers, task_of
 from kerasrecipes.optimizers import get_optimizer
 
-SCHEDULES = ("warmup_cosine", "constant")
+SCHEDULES = ("warmup_cosine", "constant", "one_cycle", "step", "sgdr")
 
 
 @dataclasses.dataclass
@@ -119,13 +121,35 @@ class _LearningRateLogger(keras.callbacks.Callback):
             ))
 
 
+class _StopOnNaN(keras.callbacks.Callback):
+    """Stops a stage at the first non-finite loss and puts back the weights of the epoch start."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._weights = self.model.get_weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = f"loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}"
+            self.model.stop_training = True
+            self.model.set_weights(self._weights)
+
+
 def make_schedule(schedule, learning_rate, total_steps, warmup=0.1):
     """Returns the learning rate (float or `LearningRateSchedule`) for a stage.
 
     Args:
         schedule: `"warmup_cosine"` (linear warmup over `warmup` of the steps, then cosine decay
-            to 0), `"constant"`, a `LearningRateSchedule`, or a callable
-            `(learning_rate, total_steps) -> LearningRateSchedule`.
+            to 0), `"constant"`, `"one_cycle"` (`kr.OneCycle` peaking at `learning_rate`, warming
+            up over `warmup` of the steps; `fit`/`fine_tune` also cycle the momentum),
+            `"step"` (linear warmup, then ×0.1 at 50% and 75% of the steps), `"sgdr"` (linear
+            warmup, then cosine restarts: 3 cycles of lengths 1:2:4), a `LearningRateSchedule`,
+            or a callable `(learning_rate, total_steps) -> LearningRateSchedule`.
         learning_rate: float. The peak learning rate.
         total_steps: int. Steps of the stage.
         warmup: float. Fraction of steps spent warming up. Defaults to `0.1`.
@@ -144,6 +168,19 @@ def make_schedule(schedule, learning_rate, total_steps, warmup=0.1):
             warmup_target=learning_rate if warmup_steps else None,
             warmup_steps=warmup_steps,
         )
+    if schedule in ("one_cycle", "step", "sgdr"):
+        from kerasrecipes.schedules import SGDR, LinearWarmup, OneCycle, StepDecay
+
+        warmup_steps = int(round(warmup * total_steps))
+        if schedule == "one_cycle":
+            return OneCycle(learning_rate, max(total_steps, 2),
+                            pct_start=min(max(warmup, 1e-3), 0.999))
+        rest = max(1, total_steps - warmup_steps)
+        if schedule == "step":
+            inner = StepDecay(learning_rate, sorted({max(1, rest // 2), max(2, rest * 3 // 4)}))
+        else:
+            inner = SGDR(learning_rate, max(1, math.ceil(rest / 7)), t_mul=2.0)
+        return LinearWarmup(inner, warmup_steps) if warmup_steps else inner
     raise ValueError(
         f"schedule must be one of {SCHEDULES}, a LearningRateSchedule or a callable "
         f"(learning_rate, total_steps) -> schedule. Received: schedule={schedule!r}"
@@ -165,6 +202,27 @@ def group_lr_multipliers(model, multipliers):
         for variable in layer.weights:
             by_variable[id(variable)] = multiplier
     return [by_variable.get(id(v), 1.0) for v in model.trainable_variables]
+
+
+def discriminative_multipliers(groups, lr_mult):
+    """Per-layer LR multipliers spread geometrically over the layer groups (fastai's `slice`).
+
+    Group i of n gets `lr_mult ** ((i - n) / n)`: the first group `1 / lr_mult`, the top group
+    `lr_mult ** (-1 / n)`; the head (not in `groups`) keeps 1.
+
+    Args:
+        groups: dict of group name → layers, input → output (`infer_layer_groups`).
+        lr_mult: float >= 1. Ratio of the head's LR to the first group's.
+
+    Returns:
+        dict mapping layer → multiplier, for `group_lr_multipliers`.
+    """
+    n = len(groups)
+    return {
+        layer: float(lr_mult) ** ((i - n) / n)
+        for i, layers in enumerate(groups.values())
+        for layer in layers
+    }
 
 
 def set_trainable_groups(model, groups, trainable_groups, train_bn=True):
@@ -211,6 +269,8 @@ def fine_tune(
     callbacks=None,
     steps_per_epoch=None,
     verbose=1,
+    label_smoothing=0.0,
+    backup_dir=None,
 ):
     """Staged transfer learning: train the head on a frozen backbone, then fine-tune.
 
@@ -249,6 +309,14 @@ def fine_tune(
         callbacks: optional list of extra Keras callbacks, used in every stage.
         steps_per_epoch: optional int. Needed only when the dataset's length is unknown.
         verbose: int. Keras verbosity. Defaults to `1`.
+        label_smoothing: float in [0, 1). Label smoothing of the default cross-entropy; with
+            it, or with soft/one-hot training labels (MixUp/CutMix, `kr.mix_dataset`), the default
+            loss and accuracy (`kr.CrossEntropy`, `kr.Accuracy`) accept integer and soft labels
+            alike. Defaults to `0.0`.
+        backup_dir: optional str. Fault tolerance: finished stages and a per-epoch checkpoint
+            of the stage in progress (Keras `BackupAndRestore`) are kept here, so running the
+            same call again after a crash resumes with at most one epoch lost. Removed when the
+            run completes. Defaults to `None`.
 
     Returns:
         `TrainingHistory` of both stages.
@@ -283,7 +351,8 @@ def fine_tune(
     fine_tune_lr = lr / 10 if fine_tune_lr is None else fine_tune_lr
     train, steps = _steps_per_epoch(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps, schedule, loss, metrics, callbacks,
-                     weight_decay, verbose)
+                     weight_decay, verbose, label_smoothing=label_smoothing,
+                     backup_dir=backup_dir)
     runner.prepare()
 
     record = TrainingHistory()
@@ -291,13 +360,8 @@ def fine_tune(
         set_trainable_groups(model, groups, [])
         runner.run(record, "head", head_epochs, optimizer, lr, {}, [])
 
-    if epochs:
-        # Group i of n gets fine_tune_lr * lr_mult ** ((i - n) / n); the head gets fine_tune_lr.
-        multipliers = {
-            layer: float(lr_mult) ** ((i - len(names)) / len(names))
-            for i, name in enumerate(names)
-            for layer in groups[name]
-        }
+    if epochs and not runner.diverged:
+        multipliers = discriminative_multipliers(groups, lr_mult)
         stage_optimizer = fine_tune_optimizer or optimizer
         schedule_steps = epochs * steps
         offset = 0
@@ -311,6 +375,10 @@ def fine_tune(
                 early_stopping=early_stopping if last else None, monitor=monitor,
             )
             offset += stage_epochs * steps
+            if runner.diverged:
+                break
+    if runner.backup:
+        runner.backup.remove()
     return record
 
 
@@ -330,6 +398,8 @@ def fit(
     callbacks=None,
     steps_per_epoch=None,
     verbose=1,
+    label_smoothing=0.0,
+    backup_dir=None,
 ):
     """Trains every layer in one stage (models from scratch); arguments as in `fine_tune`.
 
@@ -346,19 +416,200 @@ def fit(
         raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
     train, steps = _steps_per_epoch(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps, schedule, loss, metrics, callbacks,
-                     weight_decay, verbose)
+                     weight_decay, verbose, label_smoothing=label_smoothing,
+                     backup_dir=backup_dir)
     runner.prepare()
     record = TrainingHistory()
     runner.run(record, "train", epochs, optimizer, lr, {}, ["all"],
                early_stopping=early_stopping, monitor=monitor)
+    if runner.backup:
+        runner.backup.remove()
     return record
+
+
+def fit_one_cycle(
+    model,
+    train,
+    validation=None,
+    epochs=5,
+    max_lr=None,
+    optimizer="adamw",
+    pct_start=0.25,
+    weight_decay=None,
+    early_stopping=None,
+    monitor=None,
+    loss=None,
+    metrics=None,
+    callbacks=None,
+    steps_per_epoch=None,
+    verbose=1,
+    find_lr_steps=100,
+):
+    """Trains the model's trainable layers with the one-cycle policy and cyclical momentum.
+
+    The learning rate warms up from `max_lr / 25` to `max_lr` over `pct_start` of the steps and
+    anneals to `max_lr / 25 / 1e4` (cosine); momentum (SGD) or `beta_1` (Adam, AdamW) runs
+    0.95 → 0.85 → 0.95 in mirror. What is frozen stays frozen, so it serves for a head-only stage
+    as well as for a whole model.
+
+    Args:
+        model: keras.Model taking the batches of `train` (e.g. from `kr.build_classifier`).
+        train: dataset of `(images, labels)` batches.
+        validation: optional dataset like `train`. Defaults to `None`.
+        epochs: int. Defaults to `5`.
+        max_lr: optional float. Peak learning rate; `None` runs `kr.find_lr` first (on a copy of
+            the optimizer settings, restoring the model) and uses its valley suggestion.
+            Defaults to `None`.
+        optimizer: str. See `get_optimizer`. Defaults to `"adamw"`.
+        pct_start: float in (0, 1). Fraction of warmup. Defaults to `0.25`.
+        weight_decay, early_stopping, monitor, loss, metrics, callbacks, steps_per_epoch,
+            verbose: as in `fit`.
+        find_lr_steps: int. Steps of the range test when `max_lr` is None. Defaults to `100`.
+
+    Returns:
+        `TrainingHistory` with one stage; `history.stages[0]["learning_rate"]` is the `max_lr`
+        used.
+
+    Example:
+    >>> model = kr.build_resnet(10, "resnet9", image_size=32, normalization_data=x_train)
+    >>> history = kr.fit_one_cycle(model, data.train, data.validation, epochs=5)
+
+    Reference: Smith, "A disciplined approach to neural network hyper-parameters: Part 1"
+    (2018); Smith & Topin, "Super-Convergence" (2017).
+    """
+    from kerasrecipes.schedules import OneCycle
+
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
+    if max_lr is not None and not (isinstance(max_lr, (int, float)) and max_lr > 0):
+        raise ValueError(f"max_lr must be a positive number or None. Received: max_lr={max_lr!r}")
+    if not (isinstance(pct_start, (int, float)) and 0 < pct_start < 1):
+        raise ValueError(f"pct_start must be in (0, 1). Received: pct_start={pct_start!r}")
+    train, steps = _steps_per_epoch(train, steps_per_epoch)
+    runner = _Runner(model, train, validation, steps,
+                     lambda lr, total: OneCycle(lr, total, pct_start=pct_start),
+                     loss, metrics, callbacks, weight_decay, verbose)
+    runner.prepare()
+    if max_lr is None:
+        from kerasrecipes.lr_finder import find_lr
+
+        model.compile(
+            optimizer=get_optimizer(optimizer, 1e-7, weight_decay=weight_decay),
+            loss=loss or default_loss(task_of(model)),
+        )
+        result = find_lr(model, train, num_steps=find_lr_steps, verbose=verbose)
+        max_lr = result.suggestion("valley")
+        if max_lr is None:
+            raise ValueError(
+                "find_lr gave no valley suggestion (the loss curve was too short or flat): pass "
+                "max_lr explicitly."
+            )
+        if verbose:
+            print(f"[kerasrecipes] fit_one_cycle: max_lr {max_lr:.2e} (find_lr valley)")
+    record = TrainingHistory()
+    runner.run(record, "one_cycle", epochs, optimizer, float(max_lr), {}, ["all"],
+               early_stopping=early_stopping, monitor=monitor)
+    return record
+
+
+def _has_momentum(optimizer):
+    from kerasrecipes.schedules import momentum_attribute
+
+    try:
+        momentum_attribute(optimizer)
+    except ValueError:
+        return False
+    return True
+
+
+class _Backup:
+    """Fault tolerance across stages: what finished is kept, the stage in progress resumes.
+
+    `backup_dir/progress.json` lists the finished stages with their history, and
+    `stage_K.npz` holds the weights at the end of stage K; Keras' `BackupAndRestore` checkpoints
+    the stage in progress every epoch (`stage_K/`). Removed when the whole run finishes.
+    """
+
+    def __init__(self, directory):
+        self.directory = os.path.abspath(os.fspath(directory))
+        os.makedirs(self.directory, exist_ok=True)
+        self.progress_path = os.path.join(self.directory, "progress.json")
+        self.stages = []
+        if os.path.isfile(self.progress_path):
+            with open(self.progress_path) as f:
+                self.stages = json.load(f)["stages"]
+            print(f"[kerasrecipes] resuming from {self.directory}: "
+                  f"{len(self.stages)} stage(s) already done")
+
+    def done(self, k):
+        return k < len(self.stages)
+
+    def restore(self, k, model, record):
+        """Replays finished stage `k` into `record`; loads its weights if it is the last one."""
+        stage = self.stages[k]
+        record._append(stage["stage"], _RecordedHistory(stage["history"]))
+        if k == len(self.stages) - 1:
+            with np.load(os.path.join(self.directory, f"stage_{k}.npz")) as f:
+                model.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])
+
+    def callbacks(self, k):
+        return [
+            keras.callbacks.BackupAndRestore(os.path.join(self.directory, f"stage_{k}")),
+            _EpochLog(os.path.join(self.directory, f"stage_{k}_epochs.jsonl")),
+        ]
+
+    def epochs(self, k):
+        """The per-epoch logs of stage `k`, including those from before a restart."""
+        history = {}
+        path = os.path.join(self.directory, f"stage_{k}_epochs.jsonl")
+        with open(path) as f:
+            for line in f:
+                for key, value in json.loads(line).items():
+                    history.setdefault(key, []).append(value)
+        return _RecordedHistory(history)
+
+    def finish(self, k, model, stage, history):
+        np.savez(os.path.join(self.directory, f"stage_{k}.npz"), *model.get_weights())
+        self.stages.append({"stage": stage, "history": history.history})
+        tmp = self.progress_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"stages": self.stages}, f)
+        os.replace(tmp, self.progress_path)
+
+    def remove(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _RecordedHistory:
+    """A stand-in for `keras.callbacks.History` built from saved per-epoch logs."""
+
+    def __init__(self, history):
+        self.history = history
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """Appends each epoch's logs to a JSON-lines file (after the checkpoint is written)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        with open(self.path, "a") as f:
+            f.write(json.dumps({k: float(v) for k, v in (logs or {}).items()}) + "\n")
 
 
 class _Runner:
     """Compiles and fits one stage at a time with consistent loss, metrics and callbacks."""
 
     def __init__(self, model, train, validation, steps, schedule, loss, metrics, callbacks,
-                 weight_decay, verbose):
+                 weight_decay, verbose, label_smoothing=0.0, backup_dir=None):
+        if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing!r}"
+            )
+        self.label_smoothing = float(label_smoothing)
+        self.soft_labels = False
         self.model = model
         self.train = train
         self.validation = validation
@@ -367,11 +618,15 @@ class _Runner:
         self.loss = loss
         self.metrics = metrics
         self.callbacks = list(callbacks or [])
+        self.diverged = None
+        self.backup = _Backup(backup_dir) if backup_dir is not None else None
+        self.stage_index = 0
         self.weight_decay = weight_decay
         self.verbose = verbose
 
     def prepare(self):
         _check_batch(self.model, self.train, "train")
+        self.soft_labels = _has_soft_labels(self.model, self.train)
         if self.validation is not None:
             _check_batch(self.model, self.validation, "validation")
         _adapt_normalization(self.model, self.train)
@@ -379,23 +634,62 @@ class _Runner:
     def run(self, record, name, epochs, optimizer, lr, multipliers, trainable_groups,
             schedule_steps=None, step_offset=0, early_stopping=None, monitor=None):
         model = self.model
+        k, self.stage_index = self.stage_index, self.stage_index + 1
+        if self.backup and self.backup.done(k):
+            self.backup.restore(k, model, record)
+            return
         learning_rate = make_schedule(self.schedule, lr, schedule_steps or epochs * self.steps)
         lr_multipliers = group_lr_multipliers(model, multipliers) if multipliers else None
-        opt = get_optimizer(
-            optimizer, learning_rate, lr_multipliers=lr_multipliers,
-            weight_decay=self.weight_decay,
-        )
-        task = task_of(model)
+        with _strategy_scope(model):  # optimizer variables live with the model's
+            opt = get_optimizer(
+                optimizer, learning_rate, lr_multipliers=lr_multipliers,
+                weight_decay=self.weight_decay,
+            )
+        task = _task(model)
+        compile_args = {}
+        if task == "multitask":
+            from kerasrecipes.multitask import multitask_compile_args
+
+            compile_args = multitask_compile_args(model, self.label_smoothing)
+            default, default_metric = compile_args.pop("loss"), compile_args.pop("metrics")
+        elif self.label_smoothing or self.soft_labels:
+            from kerasrecipes import regularize
+
+            if task == "multiclass":
+                default = regularize.CrossEntropy(label_smoothing=self.label_smoothing)
+                default_metric = [regularize.Accuracy(name="accuracy")]
+            else:
+                default = keras.losses.BinaryCrossentropy(label_smoothing=self.label_smoothing)
+                default_metric = default_metrics(task)
+        else:
+            default, default_metric = default_loss(task), default_metrics(task)
         model.compile(
             optimizer=opt,
-            loss=self.loss or default_loss(task),
-            metrics=self.metrics or default_metrics(task),
+            loss=self.loss or default,
+            metrics=self.metrics or default_metric,
+            **compile_args,
         )
         if step_offset:
             # Continue the stage's schedule where the previous (re)compile left it.
-            opt.build(model.trainable_variables)
+            with _strategy_scope(model):
+                opt.build(model.trainable_variables)
             opt.iterations.assign(step_offset)
-        callbacks = self.callbacks + [_LearningRateLogger()]
+        # A NaN/inf loss stops the stage at once; early stopping (if on) restores the best weights.
+        stop_on_nan = _StopOnNaN()
+        callbacks = self.callbacks + [_LearningRateLogger(), stop_on_nan]
+        if self.backup:
+            callbacks += self.backup.callbacks(k)
+        from kerasrecipes.schedules import CycleMomentum, OneCycle
+
+        if isinstance(learning_rate, OneCycle) and _has_momentum(opt):
+            if keras.backend.backend() == "tensorflow":
+                callbacks.append(CycleMomentum(total_steps=learning_rate.total_steps,
+                                               pct_start=learning_rate.pct_start))
+            else:
+                # The JAX trainer threads optimizer state through its jitted step, so a
+                # callback's assignment never reaches it.
+                warnings.warn("Momentum cycling needs the TensorFlow backend for now: the "
+                              "one-cycle LR runs with constant momentum.", stacklevel=3)
         if early_stopping is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -420,10 +714,27 @@ class _Runner:
             callbacks=callbacks,
             verbose=self.verbose,
         )
-        record._append(
-            {"name": name, "trainable_groups": list(trainable_groups), "learning_rate": lr},
-            history,
-        )
+        stage = {"name": name, "trainable_groups": list(trainable_groups), "learning_rate": lr}
+        if stop_on_nan.diverged:
+            self.diverged = stop_on_nan.diverged
+            stage["stopped"] = stop_on_nan.diverged
+            warnings.warn(
+                f"Training stopped in stage {name!r}: the {stop_on_nan.diverged}. The learning "
+                f"rate (peak {lr:g}) is probably too high — try a 3-10x lower one or "
+                "kr.find_lr. The weights from before the divergence were kept; later stages "
+                "are skipped.",
+                stacklevel=3,
+            )
+        if self.backup:
+            history = self.backup.epochs(k)
+            self.backup.finish(k, model, stage, history)
+        record._append(stage, history)
+
+
+def _strategy_scope(model):
+    """The scope of the distribution strategy the model was built under (TF), else a no-op."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def default_loss(task):
@@ -513,7 +824,8 @@ def _check_batch(model, dataset, what):
         raise ValueError(f"The {what} dataset is empty: it yields no batches.") from None
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise ValueError(f"The {what} dataset must yield (images, labels) batches.")
-    images, labels = (keras.ops.convert_to_numpy(t) for t in batch[:2])
+    images = keras.ops.convert_to_numpy(batch[0])
+    labels = batch[1] if isinstance(batch[1], dict) else keras.ops.convert_to_numpy(batch[1])
     expected = tuple(model.input_shape[1:])
     if images.ndim != 4 or tuple(images.shape[1:]) != expected:
         raise ValueError(
@@ -526,7 +838,7 @@ def _check_batch(model, dataset, what):
             f"The {what} images are {images.dtype}, not uint8 0–255 as the model expects.{hint}",
             stacklevel=3,
         )
-    task = task_of(model)
+    task = _task(model)
     if task == "multiclass":
         num_classes = model.output_shape[-1]
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -534,6 +846,21 @@ def _check_batch(model, dataset, what):
                 f"The {what} labels range over [{labels.min()}, {labels.max()}] but the model has "
                 f"{num_classes} classes. Build the model with num_classes=len(data.class_names)."
             )
+
+
+def _task(model):
+    """`task_of(model)`, or `"multitask"` for a `kr.build_multitask` model (dict output)."""
+    if isinstance(model.output, dict) and len(model.output) > 1:
+        return "multitask"
+    return task_of(model)
+
+
+def _has_soft_labels(model, dataset):
+    """True if a multi-class model's training labels are one-hot/soft `[B, C]` (e.g. MixUp)."""
+    if _task(model) != "multiclass":
+        return False
+    labels = _first_batch(dataset)[1]
+    return len(keras.ops.shape(labels)) == 2 and keras.ops.shape(labels)[-1] > 1
 
 
 def _adapt_normalization(model, train):

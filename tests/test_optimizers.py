@@ -97,3 +97,38 @@ def test_get_optimizer_names(name):
 def test_unknown_optimizer_is_a_clear_error():
     with pytest.raises(ValueError, match="optimizer must be one of .*Received: optimizer='lamb'"):
         get_optimizer("lamb", 0.01)
+
+
+@pytest.mark.parametrize("multipliers", [None, [1.0, 1.0, 1.0, 1.0]])
+def test_weight_decay_skips_biases_and_batchnorm_by_default(multipliers):
+    dense = keras.layers.Dense(2)
+    bn = keras.layers.BatchNormalization()
+    model = keras.Sequential([keras.Input((3,)), dense, bn])
+    before = {v.path: keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables}
+    opt = get_optimizer("adamw", 0.1, lr_multipliers=multipliers, weight_decay=0.5)
+    opt.apply([keras.ops.zeros_like(v) for v in model.trainable_variables],
+              model.trainable_variables)
+    for v in model.trainable_variables:
+        after = keras.ops.convert_to_numpy(v)
+        if v.name == "kernel":
+            np.testing.assert_allclose(after, before[v.path] * (1 - 0.5 * 0.1), rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(after, before[v.path])
+    everything = get_optimizer("adamw", 0.1, weight_decay=0.5, no_decay=())
+    bias = keras.Variable(np.ones(2, "float32"), name="bias")
+    everything.apply([keras.ops.zeros_like(bias)], [bias])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bias), 0.95, rtol=1e-6)
+
+
+def test_gradient_clipping_by_value_and_global_norm():
+    v = keras.Variable(np.zeros(2, "float32"))
+    get_optimizer("sgd", 1.0, clipvalue=5.0).apply([np.array([100.0, -2.0], "float32")], [v])
+    # Momentum SGD's first step is -lr * g.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(v), [-5.0, 2.0], rtol=1e-6)
+    w = keras.Variable(np.zeros(2, "float32"))
+    get_optimizer("sgd", 1.0, global_clipnorm=1.0).apply([np.array([3.0, 4.0], "float32")], [w])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(w), [-0.6, -0.8], rtol=1e-5)
+    with pytest.raises(ValueError, match="at most one of"):
+        get_optimizer("sgd", 1.0, clipvalue=1.0, clipnorm=1.0)
+    with pytest.raises(ValueError, match="clipvalue must be a positive float"):
+        get_optimizer("sgd", 1.0, clipvalue=-1.0)

@@ -200,3 +200,16 @@ def test_group_lr_multipliers_align_with_trainable_variables():
     stem_kernel = backbone.get_layer("stem_conv").kernel
     index = [id(v) for v in model.trainable_variables].index(id(stem_kernel))
     assert mults[index] == 0.5 and sum(m == 0.5 for m in mults) == 1
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_finite_weights(tmp_path):
+    model = _pretrained_tiny(tmp_path)
+    with pytest.warns(UserWarning, match="loss became nan.*learning rate .* too high"):
+        history = kr.fine_tune(model, tiny_dataset(), head_epochs=1, epochs=3, lr=1e12,
+                               unfreeze="gradual", optimizer="sgd", schedule="constant",
+                               verbose=0)
+    # The stage that diverged is the last one run: the rest were skipped.
+    assert "stopped" in history.stages[-1]
+    assert not any("stopped" in stage for stage in history.stages[:-1])
+    assert history.epochs < 4
+    assert all(np.isfinite(w).all() for w in model.get_weights())

@@ -1,0 +1,514 @@
+"""Watching training: per-layer activation and gradient statistics, and named curve patterns.
+
+- `TrainingMonitor`: a Keras callback that, every `every` steps, runs one fixed probe batch
+  through the model and records per layer: activation mean/std, fraction of zeros, dead units
+  (ReLU channels that are zero for every probe image), saturated fraction (tanh/sigmoid), and the
+  gradient norm, its ratio to the weight norm, and the update ratio ‖Δw‖/‖w‖ per step. It warns
+  about vanishing/exploding gradients, dead and saturated units, writes histograms to TensorBoard
+  and PNG figures.
+- `diagnose_history`: names the patterns of loss/accuracy curves (overfitting gap, loss going up
+  or plateauing → learning rate, noisy validation → larger batch).
+
+Reference: CS231n, "Neural Networks Part 3: Learning and Evaluation" (babysitting the learning
+process); Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural
+networks" (2010).
+"""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+
+from kerasrecipes.diagnostics import _loss_fn, _model_loss, take_batches
+
+_RELU_LIKE = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu",
+              "hard_swish", "hard_silu")
+_SATURATING = ("tanh", "sigmoid", "hard_sigmoid")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions.
+
+
+def activation_stats(values, kind="relu", saturation=0.97):
+    """Statistics of one layer's activations `[batch, ..., units]`.
+
+    Args:
+        values: array of activations; the last axis is the unit (channel) axis.
+        kind: str. The activation's name; decides what "dead" and "saturated" mean.
+        saturation: float. |tanh| above it, or sigmoid outside [1 - s, s], counts as saturated.
+            Defaults to `0.97`.
+
+    Returns:
+        dict with `mean`, `std`, `zero_fraction` (values exactly 0, or ≤ 0 after ReLU), `dead_units`
+        (fraction of units never positive on the batch, ReLU-like only, else 0) and
+        `saturated_fraction` (tanh/sigmoid only, else 0).
+
+    Example:
+    >>> activation_stats(np.maximum(np.random.randn(8, 4, 4, 16), 0))["zero_fraction"]  # ~0.5
+    """
+    values = np.asarray(values, dtype="float64")
+    units = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+    stats = {"mean": float(values.mean()), "std": float(values.std()),
+             "zero_fraction": float(np.mean(values == 0.0)), "dead_units": 0.0,
+             "saturated_fraction": 0.0}
+    if kind in _RELU_LIKE:
+        stats["zero_fraction"] = float(np.mean(values <= 0.0))
+        stats["dead_units"] = float(np.mean(units.max(axis=0) <= 0.0))
+    if kind == "tanh":
+        stats["saturated_fraction"] = float(np.mean(np.abs(values) > saturation))
+    elif kind in ("sigmoid", "hard_sigmoid"):
+        stats["saturated_fraction"] = float(np.mean((values > saturation)
+                                                    | (values < 1 - saturation)))
+    return stats
+
+
+def gradient_alerts(names, grad_norms, weight_norms, first_norm=None, vanishing=1e-4,
+                    exploding=100.0):
+    """Flags vanishing or exploding gradients from per-layer norms (first layer first).
+
+    Args:
+        names: list of layer names, input to output.
+        grad_norms: list of gradient norms per layer.
+        weight_norms: list of weight norms per layer.
+        first_norm: optional float. The global gradient norm at the first log.
+        vanishing: float. Flag a layer whose relative gradient ‖g‖/‖w‖ is below `vanishing`
+            times the largest one. Defaults to `1e-4`.
+        exploding: float. Flag a global norm above `exploding` × `first_norm`. Defaults to
+            `100`.
+
+    Returns:
+        list of `(kind, layer, message)`, kind in `"non_finite"`, `"exploding"`, `"vanishing"`.
+    """
+    grad_norms = np.asarray(grad_norms, dtype="float64")
+    weight_norms = np.asarray(weight_norms, dtype="float64")
+    alerts = []
+    if not np.isfinite(grad_norms).all():
+        bad = [n for n, g in zip(names, grad_norms) if not np.isfinite(g)]
+        alerts.append(("non_finite", bad[0], f"non-finite gradients in {', '.join(bad[:3])}: "
+                       "the learning rate is too high (or the loss got a log(0))"))
+        return alerts
+    total = float(np.sqrt((grad_norms ** 2).sum()))
+    if first_norm and first_norm > 0 and total > exploding * first_norm:
+        alerts.append(("exploding", "*", f"gradient norm {total:.3g} is {total / first_norm:.0f}"
+                       f"× its first value {first_norm:.3g}: exploding gradients — lower the "
+                       "learning rate or clip gradients (clipnorm=1)"))
+    relative = grad_norms / np.maximum(weight_norms, 1e-12)
+    peak = relative.max() if relative.size else 0.0
+    if peak > 0:
+        for name, value in zip(names, relative):
+            if value < vanishing * peak:
+                alerts.append(("vanishing", name, f"{name}: relative gradient {value:.2e} is "
+                               f"below {vanishing:g}× the largest ({peak:.2e}): vanishing "
+                               "gradients — check the initialisation, add BatchNorm or residual "
+                               "connections, or unfreeze"))
+    return alerts
+
+
+def diagnose_history(history, gap=0.1, rise=0.1, plateau=0.02):
+    """Names the patterns of training curves, with what to do about each.
+
+    Args:
+        history: `TrainingHistory`, Keras `History`, or dict of metric → per-epoch values.
+        gap: float. Train − validation accuracy above this is an overfitting gap.
+            Defaults to `0.1`.
+        rise: float. Relative rise of the validation loss above its minimum that counts as
+            overfitting. Defaults to `0.1`.
+        plateau: float. Relative fall of the training loss over the last half of the epochs
+            below which the loss has plateaued. Defaults to `0.02`.
+
+    Returns:
+        list of `(pattern, message)`; `[("healthy", ...)]` when nothing is wrong.
+
+    Example:
+    >>> diagnose_history({"loss": [1.0, 0.5, 0.2, 0.1], "val_loss": [1.0, 0.7, 0.8, 1.0]})[0][0]
+    'overfitting'
+    """
+    record = getattr(history, "history", history)
+
+    def series(key):
+        values = np.asarray([v for v in record.get(key, []) if v is not None], dtype="float64")
+        return values
+
+    loss, val_loss = series("loss"), series("val_loss")
+    acc, val_acc = series("accuracy"), series("val_accuracy")
+    found = []
+    if loss.size and not np.isfinite(loss).all():
+        found.append(("diverged", "The training loss became NaN/inf: the learning rate is too "
+                      "high (run kr.find_lr), or clip gradients."))
+        return found
+    if loss.size >= 2 and loss[-1] > loss[0] * 1.05:
+        found.append(("loss_rising", f"The training loss rose from {loss[0]:.3f} to "
+                      f"{loss[-1]:.3f}: the learning rate is too high."))
+    if val_loss.size >= 3 and np.isfinite(val_loss).all():
+        best = int(np.argmin(val_loss))
+        if best < val_loss.size - 1 and val_loss[-1] > val_loss[best] * (1 + rise) and \
+                loss.size and loss[-1] < loss[min(best, loss.size - 1)]:
+            found.append(("overfitting", f"Validation loss rose {val_loss[-1] / val_loss[best] - 1:.0%}"
+                          f" since epoch {best + 1} while the training loss kept falling: "
+                          "overfitting — more data or augmentation, more regularisation "
+                          "(dropout, weight decay), or stop at the best epoch."))
+    if acc.size and val_acc.size and acc[-1] - val_acc[-1] > gap:
+        found.append(("generalisation_gap", f"Train accuracy {acc[-1]:.1%} vs validation "
+                      f"{val_acc[-1]:.1%}: a large gap — regularise or get more data."))
+    if loss.size >= 4 and not any(p == "loss_rising" for p, _ in found):
+        half = loss[loss.size // 2:]
+        fall = (half[0] - half[-1]) / max(abs(half[0]), 1e-12)
+        if fall < plateau and (not acc.size or acc[-1] < 0.9):
+            found.append(("plateau", f"The training loss barely moved over the last "
+                          f"{half.size} epochs ({fall:.1%}) at accuracy "
+                          f"{acc[-1] if acc.size else float('nan'):.1%}: a learning rate too "
+                          "high (stuck high) or too low, or too little capacity — run "
+                          "kr.find_lr."))
+    if val_loss.size >= 4 and np.isfinite(val_loss).all():
+        steps = np.diff(val_loss)
+        sign_changes = np.mean(np.sign(steps[1:]) != np.sign(steps[:-1]))
+        amplitude = np.mean(np.abs(steps)) / max(np.mean(val_loss), 1e-12)
+        if sign_changes >= 0.6 and amplitude > 0.05:
+            found.append(("noisy", f"Validation loss zig-zags ({amplitude:.0%} per epoch): "
+                          "a noisy estimate — larger batch, lower learning rate, or a larger "
+                          "validation set."))
+    return found or [("healthy", "Training and validation losses fall together.")]
+
+
+# ---------------------------------------------------------------------------------------------
+# The callback.
+
+
+def _activation_kind(layer):
+    if isinstance(layer, keras.layers.ReLU):
+        return "relu"
+    if isinstance(layer, (keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.PReLU)):
+        return "leaky_relu"
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    name = keras.activations.serialize(activation)
+    if isinstance(name, dict):
+        name = name.get("config", "")
+    name = str(name)
+    return None if name == "linear" else name
+
+
+def _monitored(submodel):
+    """Layers of a functional/sequential model whose output is a nonlinearity."""
+    found = []
+    for layer in submodel.layers:
+        if hasattr(layer, "layers"):
+            continue
+        kind = _activation_kind(layer)
+        if kind is not None and kind != "softmax":
+            found.append((layer, kind))
+    return found
+
+
+def _spread(items, limit):
+    if len(items) <= limit:
+        return items
+    picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
+    return [items[i] for i in picks]
+
+
+class TrainingMonitor(keras.callbacks.Callback):
+    """Logs per-layer activation and gradient statistics every `every` steps.
+
+    On each log it runs the fixed `probe` batch through the model in inference mode (no
+    BatchNorm statistic moves, no dropout noise, nothing in the model changes) with one extra
+    forward and backward pass: the overhead is about 2–3 training steps per log, so ≤ 5 % of the
+    time when logging every 100 steps (see `benchmarks/monitor_overhead.py`). Gradients are
+    taken with `tf.GradientTape` (TensorFlow backend). "Dead" means never positive on the probe
+    batch: on a pretrained backbone, deep channels selective for features absent from a small
+    probe count as dead too, so probe with real images (≥ 32) and read the trend over steps.
+
+    Args:
+        probe: dataset of `(images, labels)` batches (its first batch is used) or an
+            `(images, labels)` tuple of arrays.
+        every: int. Log every this many training steps (and at the first step).
+            Defaults to `100`.
+        probe_size: int. Images of the probe batch. Defaults to `32`.
+        max_layers: int. Monitor at most this many activation layers, spread evenly from input
+            to output. Defaults to `24`.
+        log_dir: optional str. Write scalars and histograms to TensorBoard here.
+        dead: float. Warn when a ReLU layer has more than this fraction of dead units.
+            Defaults to `0.5`.
+        saturated: float. Warn when a tanh/sigmoid layer has more than this fraction of
+            saturated values. Defaults to `0.5`.
+        vanishing: float. See `gradient_alerts`. Defaults to `1e-4`.
+        exploding: float. See `gradient_alerts`. Defaults to `100`.
+        verbose: int. 1 prints a one-line summary per log. Defaults to `0`.
+
+    Attributes:
+        records: list of dicts, one per log: `step`, `activations` (layer → stats), `gradients`
+            (layer → `grad_norm`, `weight_norm`, `relative`, `update_ratio`), `loss`.
+        alerts: list of `(step, kind, layer, message)`; each also raised as a `UserWarning`
+            once per kind and layer.
+
+    Example:
+    >>> monitor = TrainingMonitor(data.validation, every=100, log_dir="logs")
+    >>> kr.fit(model, data.train, epochs=3, callbacks=[monitor])
+    >>> monitor.plot("monitor.png"); monitor.plot_histograms("activations.png")
+    """
+
+    def __init__(self, probe, every=100, probe_size=32, max_layers=24, log_dir=None,
+                 dead=0.5, saturated=0.5, vanishing=1e-4, exploding=100.0, verbose=0):
+        super().__init__()
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive int. Received: every={every!r}")
+        if not isinstance(probe_size, int) or probe_size < 1:
+            raise ValueError(f"probe_size must be a positive int. Received: "
+                             f"probe_size={probe_size!r}")
+        for name, value in (("dead", dead), ("saturated", saturated)):
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1]. Received: {name}={value!r}")
+        images, labels, _ = take_batches(probe, max(1, math.ceil(probe_size / 8)))
+        self.probe_images = images[:probe_size]
+        self.probe_labels = labels[:probe_size]
+        self.every = every
+        self.max_layers = max_layers
+        self.log_dir = log_dir
+        self.dead = dead
+        self.saturated = saturated
+        self.vanishing = vanishing
+        self.exploding = exploding
+        self.verbose = verbose
+        self.records = []
+        self.alerts = []
+        self.last_values = {}
+
+    # Keras hooks.
+
+    def on_train_begin(self, logs=None):
+        self.records = []
+        self.alerts = []
+        self.last_values = {}
+        self._warned = set()
+        self._step = 0
+        self._previous = None
+        self._probe_fn = None
+        self._writer = None
+        if self.log_dir:
+            try:
+                import tensorboard  # noqa: F401  (tf.summary needs it)
+                import tensorflow as tf
+            except ImportError:
+                raise ImportError(
+                    "TrainingMonitor(log_dir=...) writes TensorBoard summaries and needs "
+                    "tensorflow and tensorboard: pip install 'kerasrecipes[tensorboard]'. "
+                    f"Received: log_dir={self.log_dir!r}"
+                ) from None
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step == 1 or self._step % self.every == 0:
+            self._log(self._step)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+
+    # Probing.
+
+    def _build(self):
+        """One traced function: probe activations and per-variable gradients."""
+        import tensorflow as tf
+
+        model = self.model
+        try:
+            parts = [model.get_layer(n) for n in ("preprocess", "backbone", "head")]
+        except ValueError:
+            parts = None
+        if parts is None:
+            stages = [(model, _monitored(model))]
+        else:
+            stages = [(p, _monitored(p)) for p in parts[1:]]
+        chosen = _spread([(sub, layer, kind) for sub, found in stages
+                          for layer, kind in found], self.max_layers)
+        self._layers = [(layer.name, kind) for _, layer, kind in chosen]
+        probes = []
+        for sub, _ in stages:
+            outputs = [layer.output for s, layer, _ in chosen if s is sub]
+            probes.append((sub, keras.Model(sub.inputs, outputs) if outputs else None))
+        preprocess = parts[0] if parts else None
+        self._variables = [v for v in model.trainable_variables if len(v.shape) >= 2]
+        variables = self._variables
+        loss_fn = _loss_fn(_model_loss(model, None))
+
+        @tf.function(reduce_retracing=True, autograph=False)
+        def probe_fn(images, labels):
+            activations = []
+            x = preprocess(images, training=False) if preprocess is not None else images
+            for sub, probe_model in probes:
+                if probe_model is not None:
+                    out = probe_model(x, training=False)
+                    activations.extend(out if isinstance(out, (list, tuple)) else [out])
+                x = sub(x, training=False)
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, model(images, training=False))
+            gradients = tape.gradient(loss, variables)
+            gradients = [tf.zeros_like(v) if g is None else g
+                         for g, v in zip(gradients, variables)]
+            return loss, activations, gradients
+
+        self._probe_fn = probe_fn
+
+    def _log(self, step):
+        if self._probe_fn is None:
+            self._build()
+        loss, activations, gradients = self._probe_fn(self.probe_images, self.probe_labels)
+        record = {"step": step, "loss": float(loss), "activations": {}, "gradients": {}}
+        for (name, kind), values in zip(self._layers, activations):
+            values = keras.ops.convert_to_numpy(values)
+            record["activations"][name] = dict(activation_stats(values, kind), kind=kind)
+            self.last_values[name] = values
+        weights = [keras.ops.convert_to_numpy(v) for v in self._variables]
+        grouped = {}
+        for variable, weight, gradient in zip(self._variables, weights, gradients):
+            layer = variable.path.rsplit("/", 1)[0].rsplit("/", 1)[-1]
+            entry = grouped.setdefault(layer, [0.0, 0.0, 0.0])
+            entry[0] += float(np.sum(np.square(keras.ops.convert_to_numpy(gradient),
+                                               dtype="float64")))
+            entry[1] += float(np.sum(np.square(weight, dtype="float64")))
+            self.last_values[f"grad/{variable.path}"] = keras.ops.convert_to_numpy(gradient)
+        if self._previous is not None:
+            previous_step, previous_weights = self._previous
+            for variable, weight, old in zip(self._variables, weights, previous_weights):
+                layer = variable.path.rsplit("/", 1)[0].rsplit("/", 1)[-1]
+                grouped[layer][2] += float(np.sum(np.square(weight - old, dtype="float64")))
+        for layer, (g2, w2, d2) in grouped.items():
+            entry = {"grad_norm": math.sqrt(g2), "weight_norm": math.sqrt(w2),
+                     "relative": math.sqrt(g2) / max(math.sqrt(w2), 1e-12)}
+            if self._previous is not None:
+                entry["update_ratio"] = math.sqrt(d2) / max(math.sqrt(w2), 1e-12) / max(
+                    1, step - self._previous[0])
+            record["gradients"][layer] = entry
+        self._previous = (step, weights)
+        self.records.append(record)
+        self._alert(record)
+        self._summaries(record)
+        if self.verbose:
+            dead = max((s["dead_units"] for s in record["activations"].values()), default=0)
+            total = math.sqrt(sum(e["grad_norm"] ** 2 for e in record["gradients"].values()))
+            print(f"[TrainingMonitor] step {step}: probe loss {record['loss']:.4f}, gradient "
+                  f"norm {total:.3g}, max dead units {dead:.0%}")
+
+    def _alert(self, record):
+        found = []
+        for name, stats in record["activations"].items():
+            if stats["dead_units"] > self.dead:
+                found.append(("dead_units", name, f"{name}: {stats['dead_units']:.0%} of the "
+                              "ReLU units are dead on the probe batch — lower the learning "
+                              "rate, check the initialisation, or use leaky ReLU"))
+            if stats["saturated_fraction"] > self.saturated:
+                found.append(("saturated", name, f"{name}: {stats['saturated_fraction']:.0%} of "
+                              f"the {stats['kind']} outputs are saturated — gradients vanish "
+                              "there; normalise inputs, use Glorot init or ReLU"))
+        names = list(record["gradients"])
+        first = self.records[0]["gradients"] if self.records else {}
+        first_norm = math.sqrt(sum(e["grad_norm"] ** 2 for e in first.values())) if first \
+            else None
+        if len(self.records) <= 1:
+            first_norm = None
+        found += gradient_alerts(names, [record["gradients"][n]["grad_norm"] for n in names],
+                                 [record["gradients"][n]["weight_norm"] for n in names],
+                                 first_norm, self.vanishing, self.exploding)
+        for kind, layer, message in found:
+            self.alerts.append((record["step"], kind, layer, message))
+            if (kind, layer) not in self._warned:
+                self._warned.add((kind, layer))
+                warnings.warn(f"[TrainingMonitor] step {record['step']}: {message}",
+                              stacklevel=2)
+
+    def _summaries(self, record):
+        if self._writer is None:
+            return
+        import tensorflow as tf
+
+        step = record["step"]
+        with self._writer.as_default(step=step):
+            tf.summary.scalar("probe/loss", record["loss"])
+            for name, stats in record["activations"].items():
+                for key in ("mean", "std", "zero_fraction", "dead_units", "saturated_fraction"):
+                    tf.summary.scalar(f"activations/{name}/{key}", stats[key])
+                tf.summary.histogram(f"activations/{name}", self.last_values[name])
+            for name, entry in record["gradients"].items():
+                for key, value in entry.items():
+                    tf.summary.scalar(f"gradients/{name}/{key}", value)
+            for variable in self._variables:
+                tf.summary.histogram(f"gradients/{variable.path}",
+                                     self.last_values[f"grad/{variable.path}"])
+
+    # Figures.
+
+    def plot(self, path="monitor.png"):
+        """Writes per-layer activation std, dead units, gradient and update ratios over steps."""
+        if not self.records:
+            raise ValueError("No records yet: train with the monitor among the callbacks first.")
+        from kerasrecipes.diagnostics import _plt
+
+        plt = _plt()
+        steps = [r["step"] for r in self.records]
+        fig, axes = plt.subplots(2, 2, figsize=(12, 7))
+        panels = (
+            (axes[0, 0], "activations", "std", "activation std", False),
+            (axes[0, 1], "activations", "dead_units", "dead units (ReLU) / saturated", False),
+            (axes[1, 0], "gradients", "relative", "gradient norm / weight norm", True),
+            (axes[1, 1], "gradients", "update_ratio", "update ratio ‖Δw‖/‖w‖ per step", True),
+        )
+        cmap = plt.get_cmap("viridis")
+        for ax, group, key, title, log in panels:
+            names = list(self.records[-1][group])
+            for i, name in enumerate(names):
+                values = []
+                for r in self.records:
+                    stats = r[group].get(name, {})
+                    value = stats.get(key, math.nan)
+                    if key == "dead_units" and stats.get("kind") in _SATURATING:
+                        value = stats.get("saturated_fraction", math.nan)
+                    values.append(value)
+                ax.plot(steps, values, color=cmap(i / max(1, len(names) - 1)),
+                        label=name if i in (0, len(names) - 1) else None)
+            if key == "update_ratio":
+                ax.axhline(1e-3, color="grey", linestyle="--", linewidth=1)
+            if log:
+                ax.set_yscale("log")
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            if names:
+                ax.legend(fontsize=7, loc="best", title="first / last layer", title_fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    def plot_histograms(self, path="activations.png", max_panels=12):
+        """Writes histograms of the last logged activations, one panel per layer."""
+        names = [n for n, _ in getattr(self, "_layers", []) if n in self.last_values]
+        if not names:
+            raise ValueError("No records yet: train with the monitor among the callbacks first.")
+        from kerasrecipes.diagnostics import _plt
+
+        plt = _plt()
+        names = _spread(names, max_panels)
+        columns = min(4, len(names))
+        rows = math.ceil(len(names) / columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows),
+                                 squeeze=False)
+        for ax in axes.flat:
+            ax.set_visible(False)
+        stats = self.records[-1]["activations"]
+        for ax, name in zip(axes.flat, names):
+            ax.set_visible(True)
+            ax.hist(self.last_values[name].reshape(-1), bins=50, color="tab:blue")
+            ax.set_title(f"{name}\nzeros {stats[name]['zero_fraction']:.0%}", fontsize=8)
+            ax.tick_params(labelsize=7)
+        fig.suptitle(f"activations at step {self.records[-1]['step']}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path

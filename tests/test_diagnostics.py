@@ -1,0 +1,276 @@
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import kerasrecipes as kr
+from kerasrecipes import diagnostics
+from kerasrecipes.diagnostics import (
+    check_initial_loss,
+    check_inputs,
+    check_labels,
+    check_output_loss,
+    check_weights,
+    classify_output_loss,
+    expected_initial_loss,
+    overfit_small_batch,
+    prior_loss,
+)
+from tiny_models import TINY, tiny_dataset
+
+
+def _model(num_classes=3, **kwargs):
+    kwargs.setdefault("dropout", 0.0)
+    return kr.build_classifier(TINY, num_classes=num_classes, weights=None, **kwargs)
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(v).copy() for v in model.weights]
+
+
+def _scale_kernels(model, factor):
+    for variable in model.weights:
+        if variable.path.endswith("kernel"):
+            variable.assign(keras.ops.convert_to_numpy(variable) * factor)
+
+
+# Pure functions.
+
+
+def test_expected_initial_loss_is_ln_n_and_ln_2():
+    assert expected_initial_loss("multiclass", 10) == pytest.approx(2.302585, abs=1e-6)
+    assert expected_initial_loss("multiclass", 10, label_smoothing=0.1) == pytest.approx(
+        math.log(10))
+    assert expected_initial_loss("binary", 1) == pytest.approx(math.log(2))
+    assert expected_initial_loss("multilabel", 5) == pytest.approx(math.log(2))
+    with pytest.raises(ValueError, match="num_classes=1"):
+        expected_initial_loss("multiclass", 1)
+    with pytest.raises(ValueError, match="task='regression'"):
+        expected_initial_loss("regression", 3)
+
+
+def test_prior_loss_is_the_entropy_of_the_class_frequencies():
+    assert prior_loss([0, 1, 2, 0, 1, 2], "multiclass", 3) == pytest.approx(math.log(3))
+    labels = [0] * 9 + [1]
+    expected = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert prior_loss(labels, "multiclass", 2) == pytest.approx(expected, rel=1e-5)
+    assert prior_loss(np.array(labels)[:, None], "binary", 1) == pytest.approx(expected, rel=1e-5)
+    # Smoothing moves the targets towards uniform: the loss of the prior grows.
+    assert prior_loss(labels, "multiclass", 2, label_smoothing=0.2) > expected
+
+
+@pytest.mark.parametrize(
+    "activation, loss, from_logits, task, status",
+    [
+        ("softmax", "sparse_categorical_crossentropy", False, "multiclass", "pass"),
+        ("linear", "sparse_categorical_crossentropy", True, None, "pass"),
+        ("sigmoid", "binary_crossentropy", False, "binary", "pass"),
+        ("softmax", "sparse_categorical_crossentropy", True, "multiclass", "fail"),
+        ("sigmoid", "binary_crossentropy", True, "binary", "fail"),
+        ("linear", "categorical_crossentropy", False, None, "fail"),
+        ("tanh", "sparse_categorical_crossentropy", False, None, "fail"),
+        ("tanh", "mean_squared_error", False, "multiclass", "fail"),
+        ("tanh", "mean_squared_error", False, "regression", "warn"),
+        ("linear", "mean_squared_error", False, "regression", "pass"),
+        ("sigmoid", "sparse_categorical_crossentropy", False, None, "warn"),
+    ],
+)
+def test_classify_output_loss(activation, loss, from_logits, task, status):
+    assert classify_output_loss(activation, loss, from_logits, task)[0] == status
+
+
+def test_classify_output_loss_checks_the_label_format():
+    onehot = classify_output_loss("softmax", "sparse_categorical_crossentropy", False,
+                                  "multiclass", "onehot")
+    assert onehot[0] == "fail" and "categorical_crossentropy" in onehot[2][0]
+    assert classify_output_loss("softmax", "categorical_crossentropy", False, "multiclass",
+                                "int")[0] == "fail"
+
+
+# Healthy models pass.
+
+
+def test_a_healthy_classifier_passes_every_static_check():
+    model = _model()
+    data = tiny_dataset()
+    assert check_inputs(model, data).status == "pass"
+    assert check_labels(model, data, num_classes=3).status == "pass"
+    assert check_output_loss(model, data).status == "pass"
+    assert check_weights(model).status == "pass"
+    result = check_initial_loss(model, data)
+    assert result.status == "pass", result
+    assert result.details["expected"] == pytest.approx(math.log(3))
+    assert result.details["loss"] == pytest.approx(math.log(3), rel=0.02)
+
+
+def test_initial_loss_of_a_sigmoid_model_is_ln_2():
+    model = _model(num_classes=1, task="binary")
+    result = check_initial_loss(model, tiny_dataset(num_classes=2))
+    assert result.status == "pass", result
+    assert result.details["expected"] == pytest.approx(math.log(2))
+
+
+# Broken models are caught.
+
+
+def test_softmax_output_with_from_logits_loss_is_caught():
+    model = _model()
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    result = check_output_loss(model, tiny_dataset())
+    assert result.status == "fail"
+    assert "from_logits=True" in result.summary and result.advice
+
+
+def test_logits_fed_to_a_probability_loss_is_caught():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(inputs))
+    result = check_output_loss(model, loss="sparse_categorical_crossentropy")
+    assert result.status == "fail" and "linear" in result.summary
+
+
+def test_huge_init_fails_the_initial_loss_and_weight_checks():
+    model = _model()
+    _scale_kernels(model, 300.0)
+    result = check_initial_loss(model, tiny_dataset())
+    assert result.status == "fail", result
+    assert result.details["loss"] > 2 * math.log(3)
+    assert any("initialisation" in a for a in result.advice)
+    assert check_weights(model).status == "fail"
+
+
+def test_all_zero_init_is_caught_and_cannot_overfit():
+    model = _model()
+    _scale_kernels(model, 0.0)
+    weights = check_weights(model)
+    assert weights.status == "fail" and "all 0" in weights.advice[0]
+    result = overfit_small_batch(model, tiny_dataset(n=24), batches=3, steps=30, lr=1e-2)
+    assert result.status == "fail"
+    assert result.details["final_accuracy"] < 0.9
+    assert any("initialisation" in a for a in result.advice)
+
+
+def test_wrong_label_count_is_caught():
+    data = tiny_dataset(num_classes=3)
+    too_few_outputs = check_labels(_model(num_classes=2), data)
+    assert too_few_outputs.status == "fail"
+    assert "[0, 2]" in too_few_outputs.advice[0]
+    too_many_outputs = check_labels(_model(num_classes=5), data, num_classes=3)
+    assert too_many_outputs.status == "fail"
+    assert "3 classes" in too_many_outputs.advice[-1]
+
+
+def test_zero_to_one_floats_and_normalised_images_are_caught():
+    model = _model()
+    floats = tiny_dataset().map(lambda x, y: (keras.ops.cast(x, "float32") / 255.0, y))
+    result = check_inputs(model, floats)
+    assert result.status == "fail" and "[0, 1]" in result.advice[0]
+    normalised = tiny_dataset().map(lambda x, y: (keras.ops.cast(x, "float32") / 127.5 - 1, y))
+    assert "normalised" in check_inputs(model, normalised).advice[0]
+
+
+def test_regularisation_left_on_is_flagged():
+    inputs = keras.Input((16, 16, 3), dtype="uint8")
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Dense(
+        3, activation="softmax", kernel_regularizer=keras.regularizers.L2(10.0),
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+    )(x)
+    result = check_initial_loss(keras.Model(inputs, outputs), tiny_dataset())
+    assert result.status == "warn"
+    assert result.details["regularization"] > 0.1
+    assert any("Regularisation" in a for a in result.advice)
+
+
+# Overfitting a few batches.
+
+
+def test_overfit_small_batch_memorises_and_leaves_the_model_untouched():
+    model = _model(dropout=0.5, augment="light")
+    model.compile(loss="sparse_categorical_crossentropy")
+    before = _weights(model)
+    result = overfit_small_batch(model, tiny_dataset(n=24), batches=3, steps=150, lr=3e-3)
+    assert result.status == "pass", result
+    assert result.details["final_accuracy"] >= 0.99
+    assert result.details["reached_at_step"] <= 150
+    assert result.details["images"] == 24 and result.details["batches"] == 3
+    assert all(np.array_equal(a, b) for a, b in zip(before, _weights(model)))
+    assert model.get_layer("head").get_layer("dropout").rate == 0.5
+
+
+def test_learning_rate_ten_blows_up():
+    result = overfit_small_batch(_model(), tiny_dataset(n=24), batches=3, steps=30, lr=10.0)
+    assert result.status in ("warn", "fail")  # memorised in spite of the LR, or not at all
+    nan = result.details["non_finite_at_step"] is not None
+    assert nan or result.details["diverged"]
+    assert any("too high" in a for a in result.advice)
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="steps=0"):
+        overfit_small_batch(_model(), tiny_dataset(), steps=0)
+    with pytest.raises(ValueError, match="lr=-1"):
+        overfit_small_batch(_model(), tiny_dataset(), lr=-1)
+    with pytest.raises(ValueError, match="batches=0"):
+        check_inputs(_model(), tiny_dataset(), batches=0)
+
+
+# The doctor report.
+
+
+def test_doctor_writes_a_markdown_report_with_figures(tmp_path):
+    model = _model()
+    before = _weights(model)
+    out = str(tmp_path / "report")
+    report = kr.doctor(model, tiny_dataset(n=24), tiny_dataset(seed=1), out_dir=out,
+                       class_names=["a", "b", "c"], overfit_batches=3, overfit_steps=100,
+                       overfit_lr=3e-3, lr_finder_steps=20, verbose=0)
+    names = [c.name for c in report.checks]
+    for name in ("inputs", "labels", "output_loss", "weights", "initial_loss",
+                 "overfit_small_batch", "lr_range_test"):
+        assert name in names
+    assert report.ok, [str(c) for c in report.checks]
+    text = open(report.path).read()
+    assert "**Verdict: all checks passed.**" in text
+    assert "| initial_loss | PASS |" in text
+    for png in ("inputs.png", "overfit.png"):
+        assert open(os.path.join(out, png), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in text
+    lr_check = report["lr_range_test"]
+    if lr_check.status == "skip":
+        assert "unavailable" in lr_check.summary
+    else:
+        assert os.path.exists(os.path.join(out, "lr_finder.png"))
+    assert all(np.array_equal(a, b) for a, b in zip(before, _weights(model)))
+
+
+def test_doctor_report_names_the_failed_checks(tmp_path):
+    model = _model()
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    report = diagnostics.doctor(model, tiny_dataset(), out_dir=str(tmp_path), class_names="abcd",
+                                lr_finder=False, verbose=0)
+    assert not report.ok
+    assert report["labels"].status == "fail"
+    assert report["output_loss"].status == "fail"
+    assert report["overfit_small_batch"].status == "skip"
+    text = open(report.path).read()
+    assert "check(s) failed" in text and "output_loss" in text
+
+
+@pytest.mark.slow
+def test_doctor_cli_on_the_demo_data(tmp_path, capsys):
+    from kerasrecipes.cli import main
+
+    out = str(tmp_path / "doctor")
+    status = main(["doctor", "--backbone", "efficientnet_lite0", "--image-size", "128",
+                   "--out", out])
+    text = open(os.path.join(out, "report.md")).read()
+    assert status == 0, text
+    assert "**Verdict: all checks passed.**" in text
+    for row in ("| inputs | PASS |", "| labels | PASS |", "| output_loss | PASS |",
+                "| weights | PASS |", "| initial_loss | PASS |", "| overfit_small_batch | PASS |"):
+        assert row in text
+    for png in ("inputs.png", "overfit.png", "lr_finder.png"):
+        assert open(os.path.join(out, png), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "all checks passed" in capsys.readouterr().out

@@ -1,0 +1,148 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import kerasrecipes as kr
+from kerasrecipes.monitor import (
+    TrainingMonitor,
+    activation_stats,
+    diagnose_history,
+    gradient_alerts,
+)
+from tiny_models import TINY, tiny_dataset
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _model(**kwargs):
+    return kr.build_classifier(TINY, num_classes=3, weights=None, dropout=0.0, **kwargs)
+
+
+def _images_labels(n=16):
+    batch = next(iter(tiny_dataset(n=n, batch_size=n)))
+    return batch[0].numpy(), batch[1].numpy()
+
+
+def test_activation_stats_zeros_dead_units_and_saturation():
+    values = np.zeros((4, 3, 3, 4))
+    values[..., 0] = 1.0  # unit 0 alive everywhere
+    values[0, 0, 0, 1] = 2.0  # unit 1 alive once; units 2, 3 dead
+    stats = activation_stats(values, "relu")
+    assert stats["dead_units"] == pytest.approx(0.5)
+    assert stats["zero_fraction"] == pytest.approx(1 - (36 + 1) / 144)
+    assert stats["mean"] == pytest.approx(values.mean())
+    tanh = activation_stats(np.array([[0.99, -0.999, 0.1, 0.5]]), "tanh")
+    assert tanh["saturated_fraction"] == pytest.approx(0.5) and tanh["dead_units"] == 0
+    sigmoid = activation_stats(np.array([[0.01, 0.5, 0.995, 0.6]]), "sigmoid")
+    assert sigmoid["saturated_fraction"] == pytest.approx(0.5)
+
+
+def test_gradient_alerts():
+    names = ["first", "middle", "last"]
+    assert gradient_alerts(names, [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]) == []
+    vanishing = gradient_alerts(names, [1e-9, 1e-2, 1.0], [1.0, 1.0, 1.0])
+    assert [(k, layer) for k, layer, _ in vanishing] == [("vanishing", "first")]
+    exploding = gradient_alerts(names, [500.0, 500.0, 500.0], [1.0, 1.0, 1.0], first_norm=1.0)
+    assert exploding[0][0] == "exploding"
+    assert gradient_alerts(names, [np.nan, 1.0, 1.0], [1, 1, 1])[0][:2] == ("non_finite",
+                                                                          "first")
+
+
+@pytest.mark.parametrize(
+    "history, pattern",
+    [
+        ({"loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [1.0, 0.7, 0.5, 0.45]}, "healthy"),
+        ({"loss": [1.0, 0.5, 0.2, 0.1, 0.05], "val_loss": [1.0, 0.7, 0.8, 0.9, 1.1]},
+         "overfitting"),
+        ({"loss": [1.0, 1.2, 1.6, 2.5]}, "loss_rising"),
+        ({"loss": [1.0, float("nan")]}, "diverged"),
+        ({"loss": [2.3, 2.29, 2.29, 2.29, 2.29, 2.29], "accuracy": [0.1] * 6}, "plateau"),
+        ({"loss": [1.0, 0.8, 0.6, 0.5, 0.4, 0.3], "val_loss": [1.0, 0.6, 0.9, 0.5, 0.8, 0.45]},
+         "noisy"),
+        ({"loss": [1.0, 0.5, 0.3], "accuracy": [0.7, 0.9, 0.99], "val_accuracy": [0.6, 0.7, 0.7]},
+         "generalisation_gap"),
+    ],
+)
+def test_diagnose_history_names_the_pattern(history, pattern):
+    assert pattern in [p for p, _ in diagnose_history(history)]
+
+
+def test_monitor_logs_every_n_steps_without_changing_the_model():
+    model = _model()
+    monitor = TrainingMonitor(tiny_dataset(), every=2)
+    kr.fit(model, tiny_dataset(n=40), epochs=1, callbacks=[monitor], verbose=0)
+    assert [r["step"] for r in monitor.records] == [1, 2, 4]
+    record = monitor.records[-1]
+    assert list(record["activations"]) == ["stem_relu", "stage1_relu", "stage2_relu", "top_relu"]
+    assert set(record["gradients"]) == {"stem_conv", "stage1_conv", "stage2_conv", "top_conv",
+                                        "predictions"}
+    assert "update_ratio" in record["gradients"]["stem_conv"]
+
+    # A log is a pure read: weights and BatchNorm statistics stay bit-identical.
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.weights]
+    monitor._log(99)
+    after = [keras.ops.convert_to_numpy(v) for v in model.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_gradient_norms_match_a_direct_computation():
+    import tensorflow as tf
+
+    model = _model()
+    model.compile(loss="sparse_categorical_crossentropy")
+    images, labels = _images_labels()
+    monitor = TrainingMonitor((images, labels), every=1)
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    monitor._log(1)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(labels, model(images))
+        loss = tf.reduce_mean(loss)
+    kernel = model.get_layer("backbone").get_layer("stem_conv").kernel
+    expected = float(tf.norm(tape.gradient(loss, kernel)))
+    assert monitor.records[0]["gradients"]["stem_conv"]["grad_norm"] == pytest.approx(
+        expected, rel=1e-4)
+    assert monitor.records[0]["loss"] == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_dead_relus_and_saturated_tanh_are_warned_about():
+    inputs = keras.Input((16, 16, 3), dtype="uint8")
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    dead = keras.layers.Dense(8, activation="relu", name="dead_relu",
+                              bias_initializer=keras.initializers.Constant(-1000.0))(x)
+    tanh = keras.layers.Dense(8, activation="tanh", name="big_tanh",
+                              kernel_initializer=keras.initializers.RandomNormal(stddev=50.0))(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(
+        keras.layers.Concatenate()([dead, tanh]))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    monitor = TrainingMonitor(tiny_dataset(), every=1)
+    with pytest.warns(UserWarning, match="TrainingMonitor"):
+        model.fit(tiny_dataset(), epochs=1, callbacks=[monitor], verbose=0)
+    kinds = {(kind, layer) for _, kind, layer, _ in monitor.alerts}
+    assert ("dead_units", "dead_relu") in kinds
+    assert ("saturated", "big_tanh") in kinds
+    assert monitor.records[0]["activations"]["dead_relu"]["dead_units"] == 1.0
+
+
+def test_tensorboard_and_png_outputs(tmp_path):
+    pytest.importorskip("tensorboard")
+    log_dir = str(tmp_path / "logs")
+    monitor = TrainingMonitor(tiny_dataset(), every=1, log_dir=log_dir)
+    kr.fit(_model(), tiny_dataset(), epochs=1, callbacks=[monitor], verbose=0)
+    events = [f for _, _, files in os.walk(log_dir) for f in files if "tfevents" in f]
+    assert events and os.path.getsize(os.path.join(log_dir, events[0])) > 1000
+    for path in (monitor.plot(str(tmp_path / "m.png")),
+                 monitor.plot_histograms(str(tmp_path / "h.png"))):
+        assert open(path, "rb").read(8) == PNG
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="every=0"):
+        TrainingMonitor(tiny_dataset(), every=0)
+    with pytest.raises(ValueError, match="dead=2"):
+        TrainingMonitor(tiny_dataset(), dead=2)
+    with pytest.raises(ValueError, match="No records"):
+        TrainingMonitor(tiny_dataset()).plot("x.png")
