@@ -47,7 +47,7 @@ from kerasrecipes.regularize import (
     add_weight_regularization,
     mix_dataset,
 )
-from kerasrecipes.tta import predict_tta, tta_accuracy
+from kerasrecipes.tta import predict_tta, tta_accuracy, tta_model
 
 __version__ = "0.1.0"
 
@@ -72,6 +72,7 @@ __all__ = [
     "mix_dataset",
     "predict_tta",
     "tta_accuracy",
+    "tta_model",
     "CycleMomentum",
     "SWA",
     "SnapshotEnsemble",

@@ -10,24 +10,30 @@ import time
 DEMO_IMAGE_SIZE = 128
 
 
-def _finetune(args):
+def _load_data(args):
+    """The data of a subcommand: DIR if given, else the embedded demo data. Returns (data, name)."""
     import kerasrecipes as kr
 
     if args.data is None:
-        print(f"[kerasrecipes] no DIR given: using the embedded demo data "
-              f"({args.image_size or DEMO_IMAGE_SIZE} px clothing photos, 10 classes)")
         image_size = args.image_size or DEMO_IMAGE_SIZE
+        print(f"[kerasrecipes] no DIR given: using the embedded demo data "
+              f"({image_size} px clothing photos, 10 classes)")
         data = kr.datasets.load_demo(image_size=image_size, batch_size=args.batch_size,
                                      seed=args.seed)
-        name = "demo"
-    else:
-        spec = kr.get_backbone(args.backbone)
-        image_size = args.image_size or spec.image_size
-        data = kr.image_folder_datasets(
-            args.data, image_size=image_size, batch_size=args.batch_size,
-            validation_split=args.validation_split, seed=args.seed,
-        )
-        name = os.path.basename(os.path.normpath(args.data))
+        return data, "demo"
+    data = kr.image_folder_datasets(
+        args.data, image_size=args.image_size or kr.get_backbone(args.backbone).image_size,
+        batch_size=args.batch_size, validation_split=getattr(args, "validation_split", None),
+        seed=args.seed,
+    )
+    return data, os.path.basename(os.path.normpath(args.data))
+
+
+def _finetune(args):
+    import kerasrecipes as kr
+
+    data, name = _load_data(args)
+    image_size = data.image_size
     print(f"[kerasrecipes] classes ({len(data.class_names)}): {', '.join(data.class_names)}")
     weights = None if args.weights == "none" else args.weights
     kr.set_precision(args.precision)
@@ -168,14 +174,8 @@ def _lr_find(args):
         default_loss, discriminative_multipliers, group_lr_multipliers, set_trainable_groups,
     )
 
-    if args.data is None:
-        image_size = args.image_size or DEMO_IMAGE_SIZE
-        print(f"[kerasrecipes] no DIR given: using the embedded demo data ({image_size} px)")
-        data = kr.datasets.load_demo(image_size=image_size, batch_size=args.batch_size)
-    else:
-        image_size = args.image_size or kr.get_backbone(args.backbone).image_size
-        data = kr.image_folder_datasets(args.data, image_size=image_size,
-                                        batch_size=args.batch_size, seed=args.seed)
+    data, _ = _load_data(args)
+    image_size = data.image_size
     weights = None if args.weights == "none" else args.weights
     model = kr.build_classifier(args.backbone, num_classes=len(data.class_names),
                                 image_size=image_size, weights=weights, augment=args.augment)
@@ -216,17 +216,8 @@ def _backbones(args):
 def _doctor(args):
     import kerasrecipes as kr
 
-    if args.data is None:
-        image_size = args.image_size or DEMO_IMAGE_SIZE
-        print(f"[kerasrecipes] no DIR given: checking on the embedded demo data ({image_size} px)")
-        data = kr.datasets.load_demo(image_size=image_size, batch_size=args.batch_size,
-                                     seed=args.seed)
-    else:
-        image_size = args.image_size or kr.get_backbone(args.backbone).image_size
-        data = kr.image_folder_datasets(
-            args.data, image_size=image_size, batch_size=args.batch_size,
-            validation_split=args.validation_split, seed=args.seed,
-        )
+    data, _ = _load_data(args)
+    image_size = data.image_size
     weights = None if args.weights == "none" else args.weights
     model = kr.build_classifier(args.backbone, num_classes=len(data.class_names),
                                 image_size=image_size, weights=weights, dropout=args.dropout)

@@ -41,6 +41,44 @@ def tta_view(images, index, flip=True, crop_fraction=0.875):
     return x
 
 
+@keras.saving.register_keras_serializable(package="kerasrecipes")
+class TTAView(keras.layers.Layer):
+    """A layer producing the `index`-th deterministic TTA view (see `tta_view`)."""
+
+    def __init__(self, index, flip=True, crop_fraction=0.875, **kwargs):
+        super().__init__(**kwargs)
+        self.index, self.flip, self.crop_fraction = int(index), bool(flip), float(crop_fraction)
+
+    def call(self, images):
+        return tta_view(images, self.index, self.flip, self.crop_fraction)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(index=self.index, flip=self.flip, crop_fraction=self.crop_fraction)
+        return config
+
+
+def tta_model(model, n=8, flip=True, crop_fraction=0.875):
+    """Wraps `model` into one model that averages its predictions over `n` TTA views.
+
+    The result takes the same uint8 images, is saveable and exports as one SavedModel
+    (`kr.export_saved_model(tta_model(model), ...)`); it equals `predict_tta(model, images, n)`.
+
+    Example:
+    >>> served = kr.tta_model(model, n=2)  # the image and its mirror
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int. Received: n={n!r}")
+    inputs = keras.Input(model.input_shape[1:], dtype=model.input.dtype, name="image")
+    outputs = [model(TTAView(i, flip, crop_fraction, name=f"tta_view_{i}")(inputs))
+               for i in range(n)]
+    averaged = outputs[0] if n == 1 else keras.layers.Average(name="tta_average")(outputs)
+    return keras.Model(inputs, averaged, name=f"{model.name}_tta")
+
+
 def predict_tta(model, images, n=8, flip=True, crop_fraction=0.875, batch_size=32):
     """Predicts with test-time augmentation: the mean of the model's outputs over `n` views.
 

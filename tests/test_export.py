@@ -133,3 +133,16 @@ def test_binary_model_exports_a_class_index(tmp_path):
     out = served.serve(IMAGES)
     expected = (binary.predict(IMAGES, verbose=0)[:, 0] > 0.5).astype(int)
     assert out["class_index"].numpy().tolist() == expected.tolist()
+
+
+def test_snapshot_ensemble_and_tta_wrapper_export_as_one_savedmodel(model, tmp_path):
+    import tensorflow as tf
+
+    other = kr.build_classifier(TINY, num_classes=3, weights=None)
+    for wrapped in (kr.load_ensemble([model, other]), kr.tta_model(model, n=4)):
+        path = kr.export_saved_model(wrapped, tmp_path / wrapped.name, class_names=["a", "b", "c"])
+        served = tf.saved_model.load(path)
+        np.testing.assert_allclose(served.serve(IMAGES)["probabilities"].numpy(),
+                                   wrapped.predict(IMAGES, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(kr.tta_model(model, n=4).predict(IMAGES, verbose=0),
+                               kr.predict_tta(model, IMAGES, n=4), atol=1e-5)
