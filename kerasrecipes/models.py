@@ -57,17 +57,27 @@ def build_classifier(
     >>> model = build_classifier("mobilenetv3small", num_classes=3, image_size=64, weights=None)
     >>> model(np.zeros((2, 64, 64, 3), "uint8")).shape  # (2, 3)
     """
+    _check_task(task, num_classes)
+    spec, size, features = backbone_features(backbone, image_size, weights, freeze_bn)
+    head = _head(features.output.shape, num_classes, task, dropout, hidden_units)
+    return _assemble(size, augment, spec.preprocessor(), features, head, name)
+
+
+def backbone_features(backbone, image_size=None, weights="imagenet", freeze_bn=None):
+    """Builds a registered backbone as the `backbone` sub-model; returns `(spec, size, model)`.
+
+    With pretrained weights (`freeze_bn=None` and `weights` not None) its BatchNorm layers are
+    made non-trainable, as `build_classifier` documents.
+    """
     spec = backbone if isinstance(backbone, BackboneSpec) else get_backbone(backbone)
     size = _pair(image_size or spec.image_size)
-    _check_task(task, num_classes)
     features = spec.build(size, weights=weights)
     if freeze_bn is None:
         freeze_bn = weights is not None
     if freeze_bn:
         for layer in batch_norm_layers(features):
             layer.trainable = False
-    head = _head(features.output.shape, num_classes, task, dropout, hidden_units)
-    return _assemble(size, augment, spec.preprocessor(), features, head, name)
+    return spec, size, features
 
 
 def batch_norm_layers(model):

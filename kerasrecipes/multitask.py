@@ -6,8 +6,7 @@ Deep Neural Networks" (2017).
 
 import keras
 
-from kerasrecipes.backbones import BackboneSpec, _pair, get_backbone
-from kerasrecipes.models import _augment_model, batch_norm_layers
+from kerasrecipes.models import _augment_model, backbone_features
 
 KINDS = ("multiclass", "binary", "multilabel", "regression")
 
@@ -82,14 +81,7 @@ def build_multitask(backbone, heads, image_size=None, weights="imagenet", augmen
             raise ValueError(f"loss_weights[{task!r}] must be a float >= 0. Received: {w!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
-    spec = backbone if isinstance(backbone, BackboneSpec) else get_backbone(backbone)
-    size = _pair(image_size or spec.image_size)
-    features = spec.build(size, weights=weights)
-    if freeze_bn is None:
-        freeze_bn = weights is not None
-    if freeze_bn:
-        for layer in batch_norm_layers(features):
-            layer.trainable = False
+    spec, size, features = backbone_features(backbone, image_size, weights, freeze_bn)
 
     feature_input = keras.Input(features.output.shape[1:], name="features")
     pooled = feature_input
