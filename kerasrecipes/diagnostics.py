@@ -1081,9 +1081,6 @@ def _markdown(checks, model, suggestion, out_dir):
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -172,13 +172,22 @@ def export_tflite(model, path, quantize=None):
 
     if quantize not in (None, "dynamic"):
         raise ValueError(f"quantize must be None or 'dynamic'. Received: quantize={quantize!r}")
-    predict, _ = _inference_function(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [predict.get_concrete_function()], model
-    )
-    if quantize == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    _write_atomic(path, converter.convert())
+    # Through a SavedModel: converting the concrete function directly drops the variables of
+    # larger models (NaN outputs, a file smaller than the weights).
+    with tempfile.TemporaryDirectory(prefix="tflite-") as staging:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            lambda images: model(images, training=False),
+            input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8,
+                                           name="images")],
+        )
+        archive.write_out(staging, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(staging, signature_keys=["serve"])
+        if quantize == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        _write_atomic(path, converter.convert())
     return os.fspath(path)
 
 

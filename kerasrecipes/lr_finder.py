@@ -206,9 +206,6 @@ class LRFinderResult:
 
     def plot(self, path):
         """Writes loss vs. LR (log scale) with the suggestions marked to a PNG. Returns path."""
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 4.5))

@@ -81,9 +81,6 @@ def plot_history(history, path):
     Loss and accuracy, train vs. validation, one panel each; the learning rate on a second axis of
     the loss panel; stage boundaries as dashed vertical lines.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     record = history.history

@@ -80,12 +80,16 @@ def test_bytes_signature_decodes_and_resizes_like_training(model, make_image_fol
     np.testing.assert_allclose(from_bytes, served.serve(images)["probabilities"].numpy(), atol=1e-6)
 
 
-def test_tflite_float_and_dynamic_range(model, tmp_path):
+@pytest.mark.parametrize("which", ["tiny", "scratch_cnn"])
+def test_tflite_float_and_dynamic_range(model, tmp_path, which):
     import tensorflow as tf
 
     from kerasrecipes.export import export_tflite
 
+    if which == "scratch_cnn":  # a real-sized conv net: its variables must survive conversion
+        model = kr.build_scratch_cnn(3, image_size=16, stages=2, normalization_data=IMAGES)
     expected = model.predict(IMAGES, verbose=0)
+    weights_bytes = sum(w.nbytes for w in model.get_weights())
     sizes = {}
     for quantize in (None, "dynamic"):
         path = export_tflite(model, tmp_path / f"m_{quantize}.tflite", quantize=quantize)
@@ -98,6 +102,7 @@ def test_tflite_float_and_dynamic_range(model, tmp_path):
         interpreter.invoke()
         got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
         np.testing.assert_allclose(got, expected, atol=1e-5 if quantize is None else 0.05)
+    assert sizes[None] > 0.9 * weights_bytes and sizes["dynamic"] < sizes[None]
     with pytest.raises(ValueError, match="quantize must be None or 'dynamic'"):
         export_tflite(model, tmp_path / "x.tflite", quantize="int4")
 
