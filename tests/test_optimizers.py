@@ -106,7 +106,7 @@ def test_weight_decay_skips_biases_and_batchnorm_by_default(multipliers):
     model = keras.Sequential([keras.Input((3,)), dense, bn])
     before = {v.path: keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables}
     opt = get_optimizer("adamw", 0.1, lr_multipliers=multipliers, weight_decay=0.5)
-    opt.apply([keras.ops.zeros_like(v) for v in model.trainable_variables],
+    opt.apply([np.zeros(v.shape, "float32") for v in model.trainable_variables],
               model.trainable_variables)
     for v in model.trainable_variables:
         after = keras.ops.convert_to_numpy(v)
@@ -116,7 +116,7 @@ def test_weight_decay_skips_biases_and_batchnorm_by_default(multipliers):
             np.testing.assert_array_equal(after, before[v.path])
     everything = get_optimizer("adamw", 0.1, weight_decay=0.5, no_decay=())
     bias = keras.Variable(np.ones(2, "float32"), name="bias")
-    everything.apply([keras.ops.zeros_like(bias)], [bias])
+    everything.apply([np.zeros(2, "float32")], [bias])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bias), 0.95, rtol=1e-6)
 
 
