@@ -112,7 +112,7 @@ def main():
             f"{_median_ms(lambda: run(images[:1]), args.repeats):.1f}",
             f"{_median_ms(lambda: run(images), max(3, args.repeats // 4)):.0f}",
         ))
-    header = ("format", "size MiB", "max |Δp| vs Keras", "top-1 agree", "ms batch 1",
+    header = ("format", "size MiB", "max \\|Δp\\| vs Keras", "top-1 agree", "ms batch 1",
               "ms batch 32")
     print(f"\n{args.backbone} at {args.image_size} px, {len(images)} images, "
           f"{os.cpu_count()} CPU threads")
