@@ -134,7 +134,13 @@ def suggest_minimum(lrs, losses):
     lrs, losses = _curve(lrs, losses, "minimum")
     if lrs is None:
         return None
-    return float(lrs[int(np.argmin(losses))] / 10)
+    best = int(np.argmin(losses))
+    if best == 0:
+        # min / 10 would fall below the tested range: nothing supports that LR.
+        warnings.warn("The loss is lowest at the first LR tested: no 'minimum' suggestion; run "
+                      "find_lr with a lower min_lr.", stacklevel=2)
+        return None
+    return float(lrs[best] / 10)
 
 
 _SUGGEST = {"valley": suggest_valley, "steep": suggest_steep, "minimum": suggest_minimum}

@@ -249,3 +249,11 @@ def test_cli_lr_find_writes_the_png_and_prints_suggestions(make_image_folder, tm
     printed = capsys.readouterr().out
     for method in ("valley", "steep", "minimum"):
         assert method in printed
+
+
+def test_minimum_at_the_first_lr_gives_no_suggestion():
+    from kerasrecipes.lr_finder import suggest_minimum
+
+    lrs = np.geomspace(1e-6, 1, 30)
+    with pytest.warns(UserWarning, match="lowest at the first LR"):
+        assert suggest_minimum(lrs, np.linspace(1.0, 3.0, 30)) is None
