@@ -7,14 +7,11 @@ import pytest
 import kerasrecipes as kr
 from kerasrecipes.ensembles import SWA, SnapshotEnsemble, load_ensemble, recompute_batch_norm
 from kerasrecipes.schedules import sgdr_lr
-from tiny_models import tiny_dataset
+from tiny_models import tiny_resnet, tiny_dataset
 
 
 def _model():
-    keras.utils.set_random_seed(0)
-    images = np.concatenate([x for x, _ in tiny_dataset(n=32)])
-    return kr.build_resnet(3, depth=("basic", (1, 1)), image_size=16, filters=4,
-                           normalization_data=images)
+    return tiny_resnet()
 
 
 def test_snapshot_ensemble_cycles_the_lr_saves_atomically_and_keeps_the_best(tmp_path):

@@ -15,7 +15,7 @@ from kerasrecipes.lr_finder import (
     suggest_valley,
 )
 from kerasrecipes.train import group_lr_multipliers
-from tiny_models import TINY, tiny_dataset
+from tiny_models import tiny_resnet, TINY, tiny_dataset
 
 LRS = np.logspace(-6, 1, 71)  # 10 points per decade
 LOG = np.log10(LRS)
@@ -90,10 +90,7 @@ def _assert_identical(before, after):
 
 
 def _scratch_model():
-    keras.utils.set_random_seed(0)
-    images = np.concatenate([x for x, _ in tiny_dataset(n=32)])
-    return kr.build_resnet(3, depth=("basic", (1, 1)), image_size=16, filters=4,
-                           normalization_data=images)
+    return tiny_resnet()
 
 
 def test_find_lr_restores_everything_bit_identically_and_keeps_the_schedule(tmp_path):

@@ -41,3 +41,16 @@ def tiny_dataset(n=16, size=16, num_classes=3, batch_size=8, seed=0):
     for i, label in enumerate(labels):
         images[i, :, :, label % 3] += 150
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+
+
+def tiny_resnet():
+    """A seeded 2-block ResNet at 16 px, normalised on `tiny_dataset` images."""
+    import keras
+    import numpy as np
+
+    import kerasrecipes as kr
+
+    keras.utils.set_random_seed(0)
+    images = np.concatenate([x for x, _ in tiny_dataset(n=32)])
+    return kr.build_resnet(3, depth=("basic", (1, 1)), image_size=16, filters=4,
+                           normalization_data=images)
