@@ -17,6 +17,12 @@ Decoding rules (shared by the pipelines and `load_image`):
   CMYK JPEG, any image with an EXIF orientation to apply, and other formats PIL reads.
   Transparency is composited on white; grayscale and palette images become RGB.
 
+With `image_folder_datasets(augment=...)` the training split is augmented in `tf.data`. A leading
+random-resized-crop is fused into decoding: the crop window is drawn from the file's size (seeded,
+torchvision's algorithm), a JPEG decodes only that window with `tf.io.decode_and_crop_jpeg` — at
+1/2, 1/4 or 1/8 scale in the DCT domain when the window is that many times the output — other
+formats decode whole and are sliced, and the window is resized straight to `image_size`.
+
 Which path a file takes is decided once, while scanning: the scan fully decodes every file with PIL
 (in a thread pool), so empty, truncated, mislabelled and unsupported files are reported before
 training starts instead of crashing it mid-epoch.
@@ -147,6 +153,26 @@ def _check_cache(cache):
     return os.fspath(cache) if isinstance(cache, os.PathLike) else cache
 
 
+def _check_augment(augment, image_size, seed):
+    """Resolves `augment` (None, preset name or Keras layer) to a Keras layer or `None`."""
+    if augment is None:
+        return None
+    from kerasrecipes.augment import _resolve_augment
+    from kerasrecipes.augment import _split_leading_crop
+
+    layer = _resolve_augment(augment, seed=seed)
+    crop, _ = _split_leading_crop(layer)
+    if crop is not None and (crop.height or image_size[0], crop.width or image_size[1]) != tuple(
+        image_size
+    ):
+        raise ValueError(
+            "The random-resized-crop of augment must output image_size (or leave its height and "
+            f"width None). Received: crop size ({crop.height}, {crop.width}), "
+            f"image_size={image_size}"
+        )
+    return layer
+
+
 # --------------------------------------------------------------------------------------------
 # Pure numpy helpers (shared by the PIL path, `load_image` and the tests).
 
@@ -196,7 +222,7 @@ def _pil_to_rgb(img):
 
 
 def _pil_decode(path):
-    """Decodes `path` with PIL to uint8 RGB `[H, W, 3]`."""
+    """Decodes `path` (a file name or a binary file object) with PIL to uint8 RGB `[H, W, 3]`."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -420,39 +446,45 @@ def _tf_composite_on_white(rgba16):
     return tf.cast((2 * num + m * m) // (2 * m * m), tf.uint8)
 
 
-def _tf_decoders():
-    """Returns the decode functions `path -> uint8 [H, W, 3]`, indexed like `_KINDS`."""
+def _tf_byte_decoders():
+    """Returns the decode functions `encoded bytes -> uint8 [H, W, 3]`, indexed like `_KINDS`."""
+    import io
+
     import tensorflow as tf
 
-    def jpeg(path):
-        data = tf.io.read_file(path)
+    def jpeg(data):
         return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
 
-    def png(path):
-        return tf.io.decode_png(tf.io.read_file(path), channels=3)
+    def png(data):
+        return tf.io.decode_png(data, channels=3)
 
-    def png_wide(path):
-        rgba = tf.io.decode_png(tf.io.read_file(path), channels=4, dtype=tf.uint16)
-        return _tf_composite_on_white(rgba)
+    def png_wide(data):
+        return _tf_composite_on_white(tf.io.decode_png(data, channels=4, dtype=tf.uint16))
 
-    def pil(path):
-        image = tf.numpy_function(
-            lambda p: _pil_decode(os.fsdecode(np.asarray(p).item())),
-            [path],
-            tf.uint8,
-            stateful=False,
+    def pil(data):
+        # As uint8 values: numpy_function would turn a graph string into `np.bytes_`, which drops
+        # trailing NUL bytes (and so breaks a WebP file ending in one).
+        return tf.numpy_function(
+            lambda raw: _pil_decode(io.BytesIO(raw.tobytes())), [tf.io.decode_raw(data, tf.uint8)],
+            tf.uint8, stateful=False,
         )
-        return image
 
     def with_shape(fn):
-        def decode(path):
-            image = fn(path)
+        def decode(data):
+            image = fn(data)
             image.set_shape([None, None, 3])
             return image
 
         return decode
 
     return [with_shape(fn) for fn in (jpeg, png, png_wide, pil)]
+
+
+def _tf_decoders():
+    """Returns the decode functions `path -> uint8 [H, W, 3]`, indexed like `_KINDS`."""
+    import tensorflow as tf
+
+    return [lambda path, fn=fn: fn(tf.io.read_file(path)) for fn in _tf_byte_decoders()]
 
 
 def decode_image_bytes(data):
@@ -515,16 +547,115 @@ def _tf_resize(image, image_size, crop_to_aspect_ratio=False):
     return out
 
 
-def _files_dataset(paths, labels, kinds, image_size, batch_size, training, seed, cache,
-                   crop_to_aspect_ratio):
-    """Builds the `tf.data` pipeline for one split of scanned files."""
+def _decode_jpeg_window(data, window, image_size):
+    """Decodes only `window` (`[y0, x0, h, w]`) of a JPEG; uint8 `[h', w', 3]`.
+
+    When the window is at least 2, 4 or 8 times `image_size` in both dimensions, libjpeg scales it
+    down by that factor in the DCT domain (a 4×4, 2×2 or 1×1 inverse DCT of each 8×8 block's
+    lowest frequencies: a low-pass filter, and less work), so the resize that follows shrinks by
+    less than 2× in one dimension (less than 2 × 4/3 in the other for crops with aspect in
+    3/4–4/3) and the decoded size never drops below `image_size`. The window's corners then snap
+    to multiples of the factor: less than one output pixel.
+    """
     import tensorflow as tf
+
+    y0, x0, h, w = tf.unstack(window)
+    fit = tf.minimum(h // image_size[0], w // image_size[1])
+    level = tf.add_n([tf.cast(fit >= k, tf.int32) for k in (2, 4, 8)])
+
+    def at(ratio):
+        def decode():
+            # With `ratio`, the crop window is given in the scaled image's pixels.
+            scaled = tf.stack([y0 // ratio, x0 // ratio, h // ratio, w // ratio])
+            return tf.io.decode_and_crop_jpeg(
+                data, scaled, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE"
+            )
+
+        return decode
+
+    image = tf.switch_case(level, [at(1), at(2), at(4), at(8)])
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _random_crop_decoder(crop, image_size, used):
+    """`(data, kind, seed) -> uint8 [H, W, 3]`: decode and random-resized-crop in one step.
+
+    JPEG files decode only their crop window (`_decode_jpeg_window`); other formats decode whole
+    and are sliced to a window drawn the same way. Then a bilinear resize to `image_size`
+    (antialiased only when it shrinks more than 3×) and, if `crop.horizontal_flip`, a mirror of
+    half the images. `crop` is the `RandomResizedCrop` layer whose `scale`/`ratio` are used.
+    """
+    import tensorflow as tf
+
+    from kerasrecipes.augment import _tf_crop_window
+
+    decoders = _tf_byte_decoders()
+    jpeg = _KINDS.index("jpeg")
+    height, width = image_size
+
+    def window_of(seed, shape):
+        return _tf_crop_window(seed, shape[0], shape[1], crop.scale, crop.ratio)
+
+    def branch(kind, data, seed):
+        if kind == jpeg:
+            def run():
+                window, flip_draw = window_of(seed, tf.image.extract_jpeg_shape(data))
+                return _decode_jpeg_window(data, window, image_size), flip_draw
+        else:
+            def run():
+                image = decoders[kind](data)
+                window, flip_draw = window_of(seed, tf.shape(image))
+                y0, x0, h, w = tf.unstack(window)
+                return image[y0 : y0 + h, x0 : x0 + w], flip_draw
+        return run
+
+    def decode(data, kind, seed):
+        if len(used) == 1:
+            image, flip_draw = branch(used[0], data, seed)()
+        else:
+            image, flip_draw = tf.switch_case(
+                kind, [branch(k, data, seed) for k in range(len(_KINDS))]
+            )
+        image.set_shape([None, None, 3])
+        shape = tf.shape(image)
+        shrink = tf.logical_or(shape[0] > 3 * height, shape[1] > 3 * width)
+        # Plain bilinear, as in TF's ImageNet pipeline: an antialiased resize costs as much as
+        # decoding the crop. The DCT scaling leaves at most 2 × 4/3 to shrink for a JPEG crop;
+        # beyond 3× (other formats, huge images) the resize is antialiased.
+        resized = tf.cond(
+            shrink,
+            lambda: tf.image.resize(image, image_size, "bilinear", antialias=True),
+            lambda: tf.image.resize(image, image_size, "bilinear"),
+        )
+        out = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+        if crop.horizontal_flip:
+            out = tf.cond(flip_draw < 0.5, lambda: tf.reverse(out, [1]), lambda: out)
+        out.set_shape([height, width, 3])
+        return out
+
+    return decode
+
+
+def _files_dataset(paths, labels, kinds, image_size, batch_size, training, seed, cache,
+                   crop_to_aspect_ratio, augment=None):
+    """Builds the `tf.data` pipeline for one split of scanned files.
+
+    `augment` (a Keras layer, training split only) is applied to the batches; a leading
+    `RandomResizedCrop` is instead fused into decoding, and then the cache holds the encoded
+    files (the crops change every epoch).
+    """
+    import tensorflow as tf
+
+    from kerasrecipes.augment import _map_batches
+    from kerasrecipes.augment import _split_leading_crop
 
     autotune = tf.data.AUTOTUNE
     decoders = _tf_decoders()
     kind_ids = np.asarray([_KINDS.index(k) for k in kinds], np.int32)
     used = sorted(set(kind_ids.tolist()))
     n = len(paths)
+    crop, rest = (None, []) if augment is None else _split_leading_crop(augment)
 
     def load(path, label, kind):
         if len(used) == 1:
@@ -536,8 +667,9 @@ def _files_dataset(paths, labels, kinds, image_size, batch_size, training, seed,
 
     order = np.arange(n)
     if training and cache:
-        # Cached elements are decoded images: mix the file order once here, then reshuffle each
-        # epoch within a bounded buffer (below) so the shuffle does not hold a second copy.
+        # Cached elements are decoded images (or encoded files): mix the file order once here,
+        # then reshuffle each epoch within a bounded buffer (below) so the shuffle does not hold
+        # a second copy.
         order = np.random.default_rng(seed).permutation(n)
     ds = tf.data.Dataset.from_tensor_slices(
         (
@@ -548,17 +680,42 @@ def _files_dataset(paths, labels, kinds, image_size, batch_size, training, seed,
     )
     if training and not cache:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)  # Paths: cheap to hold.
-    ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
-    # Safety net: the scan caught every bad file, but one can still break later (edited or
-    # deleted while training). Drop it with a logged warning instead of stopping mid-epoch, and
-    # top the epoch up from the next pass so it keeps exactly `n` images: a known length lets
-    # Keras and learning-rate schedules count steps without reading the data first.
-    ds = ds.ignore_errors(log_warning=True).repeat().take(n)
-    if cache:
-        ds = ds.cache("" if cache is True else cache)
-        if training:
+    if crop is None:
+        ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
+        # Safety net: the scan caught every bad file, but one can still break later (edited or
+        # deleted while training). Drop it with a logged warning instead of stopping mid-epoch,
+        # and top the epoch up from the next pass so it keeps exactly `n` images: a known length
+        # lets Keras and learning-rate schedules count steps without reading the data first.
+        ds = ds.ignore_errors(log_warning=True).repeat().take(n)
+        if cache:
+            ds = ds.cache("" if cache is True else cache)
+            if training:
+                ds = ds.shuffle(min(n, _SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+    else:
+        decode = _random_crop_decoder(crop, image_size, used)
+        ds = ds.map(lambda path, label, kind: (tf.io.read_file(path), label, kind),
+                    num_parallel_calls=autotune, deterministic=True)
+        if cache:
+            ds = ds.ignore_errors(log_warning=True).cache("" if cache is True else cache)
             ds = ds.shuffle(min(n, _SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(autotune)
+        # One random number per image, a new stream every epoch, reproducible with `seed`: each
+        # crop uses stateless ops, so parallel decoding keeps the results deterministic.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, draws)).map(
+            lambda element, r: (
+                decode(element[0], element[2], tf.stack([r, tf.constant(0, tf.int64)])),
+                element[1],
+            ),
+            num_parallel_calls=autotune,
+            deterministic=True,
+        )
+        ds = ds.ignore_errors(log_warning=True).repeat().take(n)  # As above.
+    ds = ds.batch(batch_size)
+    if rest:
+        # One batch at a time, so the layers' random draws are reproducible with `seed`; the
+        # decoding above stays parallel and is most of the work.
+        ds = _map_batches(ds, rest, parallel=False)
+    return ds.prefetch(autotune)
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,6 +795,7 @@ def image_folder_datasets(
     on_bad_file="skip",
     cache=True,
     crop_to_aspect_ratio=False,
+    augment=None,
     verbose=True,
 ):
     """Builds train/validation/test datasets from a folder of images, one sub-folder per class.
@@ -674,6 +832,16 @@ def image_folder_datasets(
             `<path>_test`); `False` decodes every epoch. Defaults to `True`.
         crop_to_aspect_ratio: bool. Centre-crop each image to the aspect ratio of `image_size`
             before resizing instead of stretching it (like Keras). Defaults to `False`.
+        augment: `None`, a preset name of `kr.augmentation` (`"light"`, `"standard"`, …) or a
+            Keras layer (e.g. `kr.augmentation("standard", flip=False)`). Augments the training
+            split in `tf.data`, on the CPU, fresh every epoch (validation and test are untouched);
+            the alternative is the model's `augment` sub-model, on the accelerator. A leading
+            random-resized-crop (`"standard"`, `"strong"`) is fused into decoding: each file is
+            cropped at full resolution straight to `image_size`, and a JPEG decodes only the crop
+            window (also at 1/2–1/8 scale in the DCT domain when the window is that many times
+            `image_size`), seeded by `seed`. The other layers run on the batches. With a fused
+            crop, `cache` keeps the encoded training files instead of decoded images.
+            Defaults to `None`.
         verbose: bool. Show a progress bar while scanning more than 300 files.
             Defaults to `True`.
 
@@ -704,6 +872,7 @@ def image_folder_datasets(
     batch_size = _check_batch_size(batch_size)
     validation_split = _check_validation_split(validation_split)
     cache = _check_cache(cache)
+    augment = _check_augment(augment, image_size, seed)
     if on_bad_file not in ("skip", "raise"):
         raise ValueError(
             f"on_bad_file must be 'skip' or 'raise'. Received: on_bad_file={on_bad_file!r}"
@@ -806,6 +975,7 @@ def image_folder_datasets(
             seed=seed,
             cache=(f"{cache}_{split}" if isinstance(cache, str) else cache),
             crop_to_aspect_ratio=crop_to_aspect_ratio,
+            augment=augment if split == "train" else None,
         )
     return ImageData(
         train=datasets["train"],

@@ -11,6 +11,7 @@ from kerasrecipes.augment import (
     RandomResizedCrop,
     _affine_crop_and_resize,
     _crop_and_resize,
+    _tf_crop_window,
     augment_dataset,
     augmentation,
     crop_boxes,
@@ -86,6 +87,72 @@ def test_crop_boxes_follow_scale_and_ratio_and_fit_in_the_image():
     assert ratio.min() >= 3 / 4 - 1e-4 and ratio.max() <= 4 / 3 + 1e-4
     # Areas spread over the range (not stuck at one end).
     assert area.mean() == pytest.approx(0.5, abs=0.1)
+
+
+def torchvision_crop_windows(height, width, n, seed=0, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """Reference: `n` windows `(y0, x0, h, w)` drawn as torchvision's `RandomResizedCrop`."""
+    rng = np.random.default_rng(seed)
+    windows = []
+    for _ in range(n):
+        for _ in range(10):
+            area = height * width * rng.uniform(*scale)
+            aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+            w, h = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+            if 0 < w <= width and 0 < h <= height:
+                y0, x0 = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+                windows.append((y0, x0, h, w))
+                break
+        else:
+            in_ratio = width / height
+            w = int(round(height * ratio[1])) if in_ratio > ratio[1] else width
+            h = int(round(width / ratio[0])) if in_ratio < ratio[0] else height
+            windows.append(((height - h) // 2, (width - w) // 2, h, w))
+    return np.array(windows)
+
+
+def _tf_windows(height, width, n, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    def draw(s):
+        window, flip_draw = _tf_crop_window(tf.stack([s, 0]), height, width, scale, ratio)
+        return window, flip_draw
+
+    windows, flips = next(iter(tf.data.Dataset.range(n).map(draw).batch(n)))
+    return windows.numpy(), flips.numpy()
+
+
+def test_tf_crop_window_draws_like_torchvision_on_whole_pixels():
+    windows, flips = _tf_windows(200, 256, 4000)
+    y0, x0, h, w = windows.T
+    assert windows.dtype == np.int32
+    assert (y0 >= 0).all() and (x0 >= 0).all() and (h >= 1).all() and (w >= 1).all()
+    assert (y0 + h <= 200).all() and (x0 + w <= 256).all()
+    area, aspect = h * w / (200 * 256), w / h
+    # Rounding sizes to whole pixels moves area and aspect by well under 3 %.
+    assert area.min() >= 0.08 * 0.97 and area.max() <= 1.0
+    assert aspect.min() >= 0.75 * 0.97 and aspect.max() <= 4 / 3 * 1.03
+    ref = torchvision_crop_windows(200, 256, 4000)
+    ref_area, ref_aspect = ref[:, 2] * ref[:, 3] / (200 * 256), ref[:, 3] / ref[:, 2]
+    np.testing.assert_allclose(np.quantile(area, [0.1, 0.25, 0.5, 0.75, 0.9]),
+                               np.quantile(ref_area, [0.1, 0.25, 0.5, 0.75, 0.9]), atol=0.03)
+    np.testing.assert_allclose(np.quantile(np.log(aspect), [0.1, 0.5, 0.9]),
+                               np.quantile(np.log(ref_aspect), [0.1, 0.5, 0.9]), atol=0.03)
+    # Offsets uniform over the room left; the flip draw uniform in [0, 1).
+    room = w < 256
+    assert np.mean(x0[room] / (256 - w[room])) == pytest.approx(0.5, abs=0.03)
+    assert 0 <= flips.min() and flips.max() < 1 and flips.mean() == pytest.approx(0.5, abs=0.03)
+    # Seeded: the same seed gives the same window.
+    again, _ = _tf_windows(200, 256, 50)
+    np.testing.assert_array_equal(again, windows[:50])
+
+
+@pytest.mark.parametrize("height, width", [(10, 1000), (1000, 10)])
+def test_crop_falls_back_to_the_centred_clamped_window_like_torchvision(height, width):
+    # No crop of 8–100 % of the area with aspect 3/4–4/3 fits a 1:100 strip.
+    expected = torchvision_crop_windows(height, width, 1)[0]
+    windows, _ = _tf_windows(height, width, 20)
+    assert (windows == expected).all()
+    y0, x0, h, w = (_np(t) for t in crop_boxes(20, height, width, (0.08, 1.0), (3 / 4, 4 / 3),
+                                               keras.random.SeedGenerator(0)))
+    np.testing.assert_allclose(np.stack([y0, x0, h, w], 1), np.tile(expected, (20, 1)), atol=0.5)
 
 
 def test_full_crop_is_identity_and_output_size_is_honoured():
