@@ -6,9 +6,12 @@ The maths lives in pure functions of the step (`one_cycle_lr`, `one_cycle_moment
 thin, serializable `keras.optimizers.schedules.LearningRateSchedule`s over them: an optimizer that
 uses one saves with a `.keras` model and continues at its `iterations` after reloading.
 
-Momentum cycling (`CycleMomentum`) is a callback: Keras optimizers keep `momentum` / `beta_1` as
-Python floats, which a compiled train step bakes in as constants, so the callback swaps in an
-optimizer variable for the duration of `fit` and assigns it before every batch.
+Momentum cycling: `OneCycleMomentum` is the momentum (or Adam's `beta_1`) as a schedule of the
+step, for the `momentum_schedule` argument of the kerasrecipes optimizers (`kr.get_optimizer`),
+which evaluate it at `optimizer.iterations` inside the compiled update step, on every backend.
+`CycleMomentum` is a callback for a plain `fit`: on a kerasrecipes optimizer it installs that
+schedule for the duration of the fit; on a stock Keras optimizer (TensorFlow backend only) it
+swaps a variable in for the `momentum` / `beta_1` float and assigns it before every batch.
 
 Reference: Smith, "Cyclical Learning Rates for Training Neural Networks" (2015);
 Smith, "A disciplined approach to neural network hyper-parameters: Part 1" (2018);
@@ -273,7 +276,7 @@ def _choice(name, value, choices):
 
 @keras.saving.register_keras_serializable(package="kerasrecipes")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """One-cycle learning rate (see `one_cycle_lr`); pair it with `CycleMomentum`.
+    """One-cycle learning rate (see `one_cycle_lr`); pair it with `OneCycleMomentum`.
 
     Args:
         max_lr: float. Peak learning rate.
@@ -285,7 +288,8 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         three_phase: bool. Defaults to `False`.
 
     Example:
-    >>> opt = keras.optimizers.SGD(OneCycle(0.1, total_steps=1000), momentum=0.9)
+    >>> opt = kr.get_optimizer("sgd", OneCycle(0.1, total_steps=1000),
+    ...                        momentum_schedule=OneCycleMomentum(total_steps=1000))
 
     Reference: Smith & Topin, "Super-Convergence" (2017).
     """
@@ -320,6 +324,73 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "max_lr": self.max_lr, "total_steps": self.total_steps, "pct_start": self.pct_start,
             "div": self.div, "final_div": self.final_div, "anneal": self.anneal,
             "three_phase": self.three_phase,
+        }
+
+
+def _momentum_range(base_momentum, max_momentum):
+    for name, value in (("base_momentum", base_momentum), ("max_momentum", max_momentum)):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+            raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="kerasrecipes")
+class OneCycleMomentum(keras.optimizers.schedules.LearningRateSchedule):
+    """The one-cycle momentum (see `one_cycle_momentum`) as a schedule of the optimizer step.
+
+    A `LearningRateSchedule` in form only (a serializable function of the step): pass it as
+    `momentum_schedule` to a kerasrecipes optimizer, which uses it for SGD/RMSprop `momentum` or
+    Adam/AdamW `beta_1` inside the compiled update step (TF, JAX and torch backends), and saves
+    it with the optimizer. Use the `total_steps`, `pct_start`, `anneal` and `three_phase` of the
+    `OneCycle` it mirrors.
+
+    Args:
+        total_steps: int. Steps of the whole run.
+        pct_start: float in (0, 1). As in `OneCycle`. Defaults to `0.25`.
+        base_momentum: float in [0, 1). Momentum at the LR peak. Defaults to `0.85`.
+        max_momentum: float in [0, 1). Momentum at the start and the end. Defaults to `0.95`.
+        anneal: `"cos"` or `"linear"`. Defaults to `"cos"`.
+        three_phase: bool. Defaults to `False`.
+
+    Example:
+    >>> opt = kr.get_optimizer("adamw", OneCycle(1e-3, total_steps=500),
+    ...                        momentum_schedule=OneCycleMomentum(total_steps=500))
+
+    Reference: Smith (2018), section 4.3 ("cyclical momentum").
+    """
+
+    def __init__(self, total_steps, pct_start=0.25, base_momentum=0.85, max_momentum=0.95,
+                 anneal="cos", three_phase=False):
+        _positive("total_steps", total_steps, integer=True)
+        if not (isinstance(pct_start, (int, float)) and 0 < pct_start < 1):
+            raise ValueError(f"pct_start must be in (0, 1). Received: pct_start={pct_start!r}")
+        if three_phase and pct_start >= 0.5:
+            raise ValueError(
+                f"pct_start must be < 0.5 with three_phase=True. Received: pct_start={pct_start}"
+            )
+        _momentum_range(base_momentum, max_momentum)
+        _choice("anneal", anneal, ANNEAL)
+        self.total_steps = int(total_steps)
+        self.pct_start = float(pct_start)
+        self.base_momentum = float(base_momentum)
+        self.max_momentum = float(max_momentum)
+        self.anneal = anneal
+        self.three_phase = bool(three_phase)
+
+    @classmethod
+    def mirroring(cls, one_cycle, base_momentum=0.85, max_momentum=0.95):
+        """The momentum schedule with the phases of a `OneCycle` learning rate."""
+        return cls(one_cycle.total_steps, one_cycle.pct_start, base_momentum, max_momentum,
+                   one_cycle.anneal, one_cycle.three_phase)
+
+    def __call__(self, step):
+        return one_cycle_momentum(step, self.total_steps, self.pct_start, self.base_momentum,
+                                  self.max_momentum, self.anneal, self.three_phase)
+
+    def get_config(self):
+        return {
+            "total_steps": self.total_steps, "pct_start": self.pct_start,
+            "base_momentum": self.base_momentum, "max_momentum": self.max_momentum,
+            "anneal": self.anneal, "three_phase": self.three_phase,
         }
 
 
@@ -592,15 +663,22 @@ class _Hyperparameter(keras.Variable):
 
 
 class CycleMomentum(keras.callbacks.Callback):
-    """Cycles SGD `momentum` / Adam `beta_1` high → low → high, mirroring a one-cycle LR.
+    """Cycles SGD `momentum` / Adam `beta_1` high → low → high in a `fit`, mirroring one-cycle.
 
-    Keras optimizers hold these as Python floats, which a compiled (`jit_compile`, `tf.function`)
-    train step bakes in as constants. So at `on_train_begin` the callback replaces the attribute
-    with a scalar variable tracked by the optimizer (so it is part of the optimizer state the JAX
-    trainer threads through its jitted step), forces the train function to be
-    rebuilt, and assigns the variable before every batch from `optimizer.iterations` (so a resumed
-    run continues the cycle). At `on_train_end` it puts the original float back and untracks the
-    variable, so the optimizer saves and reloads as before.
+    On a kerasrecipes optimizer (`kr.get_optimizer`, `kr.optimizers.*`) it sets the optimizer's
+    `momentum_schedule` to a `OneCycleMomentum` for the duration of the fit (any backend, any
+    `jit_compile`): the compiled update step computes the momentum from `optimizer.iterations`.
+    Creating the optimizer with `momentum_schedule=OneCycleMomentum(...)` does the same without a
+    callback, and saves the schedule with the model.
+
+    On a stock Keras optimizer (TensorFlow backend only) it replaces the `momentum` / `beta_1`
+    float, which a compiled step would bake in as a constant, with a scalar variable tracked by
+    the optimizer and assigns it before every batch from `optimizer.iterations`. The JAX and torch
+    trainers keep optimizer state inside their compiled step, where that assignment does not
+    reach; there it raises.
+
+    Either way a resumed run continues the cycle, the train function is rebuilt at the start and
+    the end, and at `on_train_end` the optimizer gets back what it had.
 
     Args:
         total_steps: optional int. Length of the cycle. Defaults to `epochs * steps` of the `fit`.
@@ -611,7 +689,7 @@ class CycleMomentum(keras.callbacks.Callback):
         three_phase: bool. Defaults to `False`.
 
     Example:
-    >>> model.compile(keras.optimizers.SGD(OneCycle(0.1, 1000), momentum=0.9), "mse")
+    >>> model.compile(kr.get_optimizer("sgd", OneCycle(0.1, 1000)), "mse")
     >>> model.fit(x, y, epochs=10, callbacks=[CycleMomentum(total_steps=1000)])
 
     Reference: Smith (2018), section 4.3.
@@ -622,9 +700,7 @@ class CycleMomentum(keras.callbacks.Callback):
         super().__init__()
         if total_steps is not None:
             _positive("total_steps", total_steps, integer=True)
-        for name, value in (("base_momentum", base_momentum), ("max_momentum", max_momentum)):
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")
+        _momentum_range(base_momentum, max_momentum)
         _choice("anneal", anneal, ANNEAL)
         self.total_steps = total_steps
         self.pct_start = pct_start
@@ -643,13 +719,11 @@ class CycleMomentum(keras.callbacks.Callback):
                                         self.base_momentum, self.max_momentum, self.anneal,
                                         self.three_phase))
 
+    def _schedule(self):
+        return OneCycleMomentum(self._steps, self.pct_start, self.base_momentum,
+                                self.max_momentum, self.anneal, self.three_phase)
+
     def on_train_begin(self, logs=None):
-        if keras.backend.backend() != "tensorflow":
-            raise RuntimeError(
-                "CycleMomentum needs KERAS_BACKEND=tensorflow: the JAX and torch trainers keep "
-                "optimizer state inside the compiled step, where a callback's assignment does "
-                f"not reach it. Current backend: {keras.backend.backend()!r}."
-            )
         optimizer = self.model.optimizer
         self._attribute = momentum_attribute(optimizer)
         self._steps = self.total_steps
@@ -661,27 +735,45 @@ class CycleMomentum(keras.callbacks.Callback):
                     "total_steps."
                 )
             self._steps = int(epochs * steps)
-        self._original = getattr(optimizer, self._attribute)
-        if isinstance(self._original, (int, float)):
-            self._variable = _Hyperparameter(
-                self.value(0), sign_of=float(self._original), dtype="float32",
-                trainable=False, name=f"cycled_{self._attribute}",
-            )
-            optimizer._track_variable(self._variable)
-            setattr(optimizer, self._attribute, self._variable)
-            # A train step traced earlier holds the float as a constant: trace it again.
-            self.model.make_train_function(force=True)
+        if hasattr(optimizer, "momentum_schedule"):  # a kerasrecipes optimizer
+            self._attribute = "momentum_schedule"
+            self._original = optimizer.momentum_schedule
+            optimizer.momentum_schedule = self._schedule()
+            self._variable = None
         else:
-            self._variable = self._original  # already a variable: assign it in place
+            if keras.backend.backend() != "tensorflow":
+                raise RuntimeError(
+                    f"CycleMomentum on a stock Keras optimizer ({type(optimizer).__name__}) "
+                    "needs KERAS_BACKEND=tensorflow: the JAX and torch trainers keep optimizer "
+                    "state inside the compiled step, where a callback's assignment does not reach "
+                    "it. Use a kerasrecipes optimizer (kr.get_optimizer) instead, whose "
+                    "momentum_schedule works on every backend. Current backend: "
+                    f"{keras.backend.backend()!r}."
+                )
+            self._original = getattr(optimizer, self._attribute)
+            if isinstance(self._original, (int, float)):
+                self._variable = _Hyperparameter(
+                    self.value(0), sign_of=float(self._original), dtype="float32",
+                    trainable=False, name=f"cycled_{self._attribute}",
+                )
+                optimizer._track_variable(self._variable)
+                setattr(optimizer, self._attribute, self._variable)
+            else:
+                self._variable = self._original  # already a variable: assign it in place
+        # A train step traced earlier holds the old momentum: trace it again.
+        self.model.make_train_function(force=True)
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        self._variable.assign(self.value(step))
+        if self._variable is not None:
+            step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            self._variable.assign(self.value(step))
 
     def on_train_end(self, logs=None):
         optimizer = self.model.optimizer
-        if self._variable is not self._original:
+        if self._attribute == "momentum_schedule":
+            optimizer.momentum_schedule = self._original
+        elif self._variable is not self._original:
             setattr(optimizer, self._attribute, self._original)
             optimizer._untrack_variable(self._variable)  # keep the saved optimizer state as it was
-            self.model.make_train_function(force=True)
+        self.model.make_train_function(force=True)
         self._variable = None

@@ -11,6 +11,7 @@ from kerasrecipes.schedules import (
     CyclicalLR,
     LinearWarmup,
     OneCycle,
+    OneCycleMomentum,
     StepDecay,
     WarmupCosine,
 )
@@ -117,6 +118,8 @@ ALL = [
     SGDR(0.1, 20, t_mul=1.5, m_mul=0.8, min_lr=1e-4),
     StepDecay(0.1, [30, 60], gamma=0.2),
     LinearWarmup(OneCycle(0.1, 80), 20, warmup_start=0.01),
+    OneCycleMomentum(100, pct_start=0.3, base_momentum=0.8, max_momentum=0.9, anneal="linear",
+                     three_phase=True),
 ]
 
 
@@ -171,6 +174,9 @@ def test_keras_model_saved_mid_training_continues_the_schedule(tmp_path, schedul
         (lambda: StepDecay(0.1, [50, 20]), "boundaries"),
         (lambda: WarmupCosine(0.1, 100, warmup_steps=100), "warmup_steps"),
         (lambda: CycleMomentum(base_momentum=1.5), "base_momentum"),
+        (lambda: OneCycleMomentum(100, max_momentum=1.0), "max_momentum"),
+        (lambda: OneCycleMomentum(0), "total_steps"),
+        (lambda: OneCycleMomentum(100, pct_start=0.6, three_phase=True), "pct_start"),
     ],
 )
 def test_bad_arguments_name_the_argument(make, message):
@@ -232,11 +238,47 @@ def test_cycle_momentum_rejects_optimizers_without_momentum():
 
 
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="checks other backends")
-def test_cycle_momentum_says_it_needs_tensorflow():
+def test_cycle_momentum_on_a_stock_optimizer_says_it_needs_tensorflow():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
-    with pytest.raises(RuntimeError, match="needs KERAS_BACKEND=tensorflow"):
+    with pytest.raises(RuntimeError, match="needs KERAS_BACKEND=tensorflow.*kr.get_optimizer"):
         model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0, callbacks=[CycleMomentum(10)])
+
+
+def test_one_cycle_momentum_mirrors_the_lr_schedule():
+    lr = OneCycle(0.1, 60, pct_start=0.3, anneal="linear", three_phase=True)
+    momentum = OneCycleMomentum.mirroring(lr, base_momentum=0.8)
+    steps = np.arange(60)
+    np.testing.assert_allclose(
+        _np(momentum(steps)),
+        _np(S.one_cycle_momentum(steps, 60, 0.3, 0.8, 0.95, "linear", three_phase=True)),
+    )
+    assert float(momentum(17)) == pytest.approx(0.8)  # lowest where the LR peaks
+    assert float(lr(17)) == pytest.approx(0.1)
+
+
+def test_cycle_momentum_installs_the_schedule_on_a_kerasrecipes_optimizer_any_backend():
+    """On a kerasrecipes optimizer the callback works under jit on every backend and restores."""
+    from kerasrecipes.optimizers import get_optimizer
+
+    model = keras.Sequential([keras.Input((1,)),
+                              keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+    opt = get_optimizer("sgd", 0.1)
+    model.compile(opt, "mse", jit_compile=True)
+    one = np.ones((4, 1), "float32")
+    model.fit(one, one, batch_size=1, epochs=1, verbose=0)  # traced once with momentum 0.9
+    n_vars = len(opt.variables)
+    cycle = CycleMomentum(total_steps=8, pct_start=0.5, base_momentum=0.5, max_momentum=0.9)
+    model.fit(one, one, batch_size=1, epochs=1, verbose=0, shuffle=False, callbacks=[cycle])
+    assert opt.momentum_schedule is None and len(opt.variables) == n_vars
+    # Replay: 4 steps at 0.9, then steps 4..7 of the 8-step cycle (the optimizer's iterations).
+    w = m = 0.0
+    for step in range(8):
+        mu = 0.9 if step < 4 else cycle.value(step)
+        m = mu * m - 0.1 * 2 * (w - 1.0)
+        w += m
+    assert float(_np(model.layers[0].kernel)[0, 0]) == pytest.approx(w, rel=1e-5)
+    assert cycle.value(5) < 0.85  # the replay above uses momenta well away from 0.9
 
 
 @pytest.mark.parametrize("name", ["one_cycle", "step", "sgdr", "warmup_cosine"])
