@@ -18,7 +18,17 @@ from kerasrecipes.backbones import (
 )
 from kerasrecipes.diagnostics import doctor
 from kerasrecipes.data import ImageData, albumentations_map, array_datasets, image_folder_datasets, load_image, tfds_datasets
-from kerasrecipes.distribute import get_strategy, global_batch_size, set_precision
+from kerasrecipes.distribute import (
+    finish_multihost,
+    get_strategy,
+    global_batch_size,
+    initialize_multihost,
+    is_primary_process,
+    process_count,
+    process_index,
+    process_shard,
+    set_precision,
+)
 from kerasrecipes.export import export_onnx, export_saved_model, export_tflite
 from kerasrecipes.interpret import grad_cam, interpret, plot_filters, top_losses
 from kerasrecipes.monitor import TrainingMonitor, diagnose_history
@@ -34,6 +44,7 @@ from kerasrecipes.schedules import (
     CyclicalLR,
     LinearWarmup,
     OneCycle,
+    OneCycleMomentum,
     StepDecay,
     WarmupCosine,
 )
@@ -54,8 +65,14 @@ __version__ = "0.1.0"
 __all__ = [
     "export_onnx",
     "export_tflite",
+    "finish_multihost",
     "get_strategy",
     "global_batch_size",
+    "initialize_multihost",
+    "is_primary_process",
+    "process_count",
+    "process_index",
+    "process_shard",
     "set_precision",
     "Accuracy",
     "BatchMixer",
@@ -82,6 +99,7 @@ __all__ = [
     "LRFinderResult",
     "LinearWarmup",
     "OneCycle",
+    "OneCycleMomentum",
     "SGDR",
     "StepDecay",
     "WarmupCosine",

