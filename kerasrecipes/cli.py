@@ -31,7 +31,10 @@ def _load_data(args):
 
 def _finetune(args):
     import kerasrecipes as kr
+    from kerasrecipes.optimizers import clipping_arguments
 
+    # Before loading data and building the model.
+    clipping_arguments(args.clipnorm, args.clipvalue, args.global_clipnorm)
     data, name = _load_data(args)
     image_size = data.image_size
     print(f"[kerasrecipes] classes ({len(data.class_names)}): {', '.join(data.class_names)}")
@@ -59,7 +62,8 @@ def _finetune(args):
         model, train, data.validation, head_epochs=args.head_epochs, epochs=args.epochs,
         lr=args.lr, lr_mult=args.lr_mult, unfreeze=unfreeze, optimizer=args.optimizer,
         weight_decay=args.weight_decay, early_stopping=args.patience,
-        label_smoothing=args.label_smoothing, backup_dir=backup_dir,
+        label_smoothing=args.label_smoothing, backup_dir=backup_dir, schedule=args.schedule,
+        clipnorm=args.clipnorm, clipvalue=args.clipvalue, global_clipnorm=args.global_clipnorm,
     )
     seconds = time.time() - start
     for i, stage in enumerate(history.stages):
@@ -84,11 +88,16 @@ def _finetune(args):
     model.save(os.path.join(out, "model.keras"))
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    history.plot(os.path.join(out, "history.png"))
+    # The curves (history.png) and a verdict per pattern they show (report.md).
+    history.report(out, title=f"Training report: {args.backbone} on {name}")
+    for pattern, message in history.diagnose():
+        if pattern != "healthy":
+            print(f"[kerasrecipes] curves: {pattern}: {message}")
     if final:
         print(f"[kerasrecipes] final validation accuracy {final.get('accuracy', float('nan')):.4f}"
               f" after {seconds:.0f} s of training")
-    print(f"[kerasrecipes] wrote {out} (SavedModel, model.keras, metrics.json, history.png)")
+    print(f"[kerasrecipes] wrote {out} (SavedModel, model.keras, metrics.json, history.png, "
+          "report.md)")
     return 0
 
 
@@ -253,6 +262,17 @@ def build_parser():
     ft.add_argument("--optimizer", default="adamw",
                     choices=["sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw"])
     ft.add_argument("--weight-decay", type=float, default=None)
+    ft.add_argument("--schedule", default="one_cycle",
+                    choices=["one_cycle", "warmup_cosine", "constant", "step", "sgdr"],
+                    help="LR schedule of each stage; one_cycle also cycles the momentum "
+                    "(default: one_cycle)")
+    clip = ft.add_mutually_exclusive_group()
+    clip.add_argument("--clipnorm", type=float, default=None, metavar="NORM",
+                      help="clip each gradient to this norm")
+    clip.add_argument("--clipvalue", type=float, default=None, metavar="VALUE",
+                      help="clip gradient elements to [-VALUE, VALUE] (the classic recipe: 5)")
+    clip.add_argument("--global-clipnorm", type=float, default=None, metavar="NORM",
+                      help="scale all gradients together to at most this global norm")
     ft.add_argument("--augment", default="light", choices=["none", "light", "standard", "strong"])
     ft.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                     help="MixUp Beta(alpha, alpha); 0 = off (with --cutmix: random switch)")

@@ -14,9 +14,13 @@ The "babysitting" checklist as functions, each returning a `CheckResult` with a 
   cross-entropy, ln 2 per output for sigmoid).
 - `overfit_small_batch`: with regularisation off, a copy of the model reaches ~100 % training
   accuracy on a handful of batches; NaN/inf means the learning rate is too high.
+- `check_history`: the curves of a run show none of the babysitting patterns (overfitting,
+  learning rate too high, plateau, noisy → larger batch).
 
+Multi-task models (`kr.build_multitask`, `{task: labels}` batches) are checked head by head.
 `doctor` runs them, adds a short learning-rate range test (`kerasrecipes.lr_finder`, when
-installed) and writes a Markdown report with PNG figures.
+installed) and, given a training history, its curves, and writes a Markdown report with PNG
+figures.
 
 Reference: Karpathy, "A Recipe for Training Neural Networks" (2019); CS231n, "Babysitting the
 learning process".
@@ -37,6 +41,7 @@ _CROSS_ENTROPIES = {
     "binary_crossentropy": "binary",
     "binary_focal_crossentropy": "binary",
     "categorical_focal_crossentropy": "categorical",
+    "cross_entropy": "soft",  # kr.CrossEntropy: integer, one-hot or soft labels.
 }
 _REGRESSION_LOSSES = ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh",
                       "mean_squared_logarithmic_error", "mean_absolute_percentage_error")
@@ -181,7 +186,7 @@ def classify_output_loss(activation, loss_name, from_logits, task=None, label_ki
             return ("fail", f"{activation} output with {loss_name}",
                     [f"Cross-entropy needs probabilities (softmax/sigmoid) or logits (linear); "
                      f"a {activation} output is neither."])
-        if kind in ("sparse", "categorical") and activation == "sigmoid":
+        if kind in ("sparse", "categorical", "soft") and activation == "sigmoid":
             return ("warn", f"sigmoid output with {loss_name}",
                     ["Sigmoid outputs do not sum to one: use softmax for single-label "
                      "multi-class, or binary_crossentropy for multi-label."])
@@ -231,7 +236,10 @@ def _output_layer(model):
 
 def output_activation(model):
     """The name of the model's output activation (`"softmax"`, `"sigmoid"`, `"linear"` …)."""
-    layer = _output_layer(model)
+    return _activation_name(_output_layer(model))
+
+
+def _activation_name(layer):
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
     activation = getattr(layer, "activation", None)
@@ -258,7 +266,12 @@ def _loss_info(loss):
 
 
 def _model_loss(model, loss):
-    """The loss to check: the given one, the compiled one, or the kerasrecipes default."""
+    """The loss to check: the given one, the compiled one, or the kerasrecipes default.
+
+    A dict task → loss for a multi-task model.
+    """
+    if _is_multitask(model):
+        return {head.task: head.loss for head in _heads(model, loss)}
     if loss is not None:
         return loss
     compiled = getattr(model, "loss", None)
@@ -282,8 +295,84 @@ def _task(model):
         return "binary" if units == 1 else "multilabel"
 
 
-def _loss_fn(loss):
-    """A callable `(y_true, y_pred) -> mean loss` from a loss object, function or string."""
+def _is_multitask(model):
+    """True for a model with a dict of outputs (`kr.build_multitask`)."""
+    return isinstance(getattr(model, "output", None), dict)
+
+
+@dataclasses.dataclass
+class _Head:
+    """One output of a multi-task model: its task name, kind, units, activation and loss."""
+
+    task: str
+    kind: str
+    units: int
+    activation: str
+    loss: object
+
+
+def _heads(model, loss=None):
+    """The `_Head`s of a multi-task model, with the given, compiled or default losses."""
+    from kerasrecipes.multitask import multitask_compile_args, task_kinds
+
+    try:
+        kinds = task_kinds(model)
+        layers = {task: model.get_layer("head").get_layer(task) for task in kinds}
+    except (ValueError, AttributeError):
+        raise ValueError(
+            "The checks support multi-output models built by kr.build_multitask (a 'head' "
+            "sub-model with one output layer named after each task). Received a model named "
+            f"{model.name!r} with outputs {sorted(model.output)}."
+        ) from None
+    if loss is None:
+        loss = getattr(model, "loss", None) or multitask_compile_args(model)["loss"]
+    if not isinstance(loss, dict) or set(loss) != set(kinds):
+        raise ValueError(
+            f"A multi-task model needs one loss per task, a dict with the keys "
+            f"{sorted(kinds)}. Received: loss={loss!r}"
+        )
+    return [_Head(task, kind, int(layers[task].units), _activation_name(layers[task]),
+                  loss[task]) for task, kind in kinds.items()]
+
+
+def _task_labels(labels, heads):
+    """Checks that multi-task labels are a dict with one entry per head; returns it."""
+    tasks = sorted(h.task for h in heads)
+    if not isinstance(labels, dict) or sorted(labels) != tasks:
+        shown = sorted(labels) if isinstance(labels, dict) else type(labels).__name__
+        raise ValueError(
+            f"A multi-task model trains on (images, {{task: labels}}) batches with the tasks "
+            f"{tasks}. Received labels: {shown}"
+        )
+    return labels
+
+
+def _combine(name, verdicts):
+    """One `CheckResult` from per-head `(status, summary, advice, details)`: the worst wins."""
+    statuses = [v[0] for v in verdicts.values()]
+    decided = [s for s in statuses if s != "skip"]
+    status = next((s for s in ("fail", "warn", "pass") if s in decided), "skip")
+    summary = "; ".join(f"{task}: {v[1]}" for task, v in verdicts.items())
+    advice = [f"{task}: {a}" for task, v in verdicts.items() for a in v[2]]
+    details = {"heads": {task: dict(v[3], status=v[0]) for task, v in verdicts.items()}}
+    return CheckResult(name, status, summary, advice, details)
+
+
+def _loss_fn(loss, weights=None):
+    """A callable `(y_true, y_pred) -> mean loss` from a loss object, function or string.
+
+    A dict task → loss gives the weighted sum over the tasks of dict labels and predictions
+    (`weights`: dict task → float, 1 where missing).
+    """
+    if isinstance(loss, dict):
+        fns = {task: _loss_fn(value) for task, value in loss.items()}
+        weights = weights or {}
+
+        def total(y_true, y_pred):
+            return sum(weights.get(task, 1.0) * fn(y_true[task], y_pred[task])
+                       for task, fn in fns.items())
+
+        return total
     if isinstance(loss, str):
         loss = keras.losses.get(loss)
     if isinstance(loss, keras.losses.Loss):
@@ -310,7 +399,7 @@ def take_batches(data, batches):
         raise ValueError(f"batches must be a positive int. Received: batches={batches!r}")
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
         images, labels = data
-        return np.asarray(images), np.asarray(labels), len(images)
+        return np.asarray(images), _to_numpy(labels), len(images)
     xs, ys = [], []
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not hasattr(data, "take"):
         iterator = (data[i] for i in range(min(batches, len(data))))
@@ -322,10 +411,21 @@ def take_batches(data, batches):
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("data must yield (images, labels) batches.")
         xs.append(keras.ops.convert_to_numpy(batch[0]))
-        ys.append(keras.ops.convert_to_numpy(batch[1]))
+        ys.append(_to_numpy(batch[1]))
     if not xs:
         raise ValueError("data is empty: it yields no batches.")
-    return np.concatenate(xs), np.concatenate(ys), len(xs[0])
+    if isinstance(ys[0], dict):  # a multi-task model's {task: labels}
+        labels = {task: np.concatenate([y[task] for y in ys]) for task in ys[0]}
+    else:
+        labels = np.concatenate(ys)
+    return np.concatenate(xs), labels, len(xs[0])
+
+
+def _to_numpy(labels):
+    """Labels as numpy: an array, or a dict task → array for multi-task models."""
+    if isinstance(labels, dict):
+        return {task: np.asarray(keras.ops.convert_to_numpy(y)) for task, y in labels.items()}
+    return np.asarray(keras.ops.convert_to_numpy(labels))
 
 
 def _label_kind(labels, units):
@@ -347,9 +447,61 @@ def _walk_layers(layer):
 
 
 def _predict(model, images, batch_size):
-    outputs = [keras.ops.convert_to_numpy(model(images[i:i + batch_size], training=False))
+    outputs = [model(images[i:i + batch_size], training=False)
                for i in range(0, len(images), batch_size)]
-    return np.concatenate(outputs).astype("float64")
+    if isinstance(outputs[0], dict):
+        return {task: np.concatenate([keras.ops.convert_to_numpy(o[task]) for o in outputs])
+                .astype("float64") for task in outputs[0]}
+    return np.concatenate([keras.ops.convert_to_numpy(o) for o in outputs]).astype("float64")
+
+
+def _value_and_gradients(fn, values):
+    """`fn(values) -> (scalar, aux)` and the gradients of the scalar w.r.t. `values`.
+
+    The one place that knows how each backend differentiates: `tf.GradientTape` (TensorFlow),
+    `jax.value_and_grad` (JAX, traceable inside `jax.jit`), `torch.autograd.grad` (torch).
+    `fn` must read every variable it differentiates through from `values` (e.g. through a
+    `keras.StatelessScope`), not from the variables themselves.
+
+    Args:
+        fn: callable `list of tensors -> (scalar tensor, aux)`; `aux` is any nest of tensors.
+        values: list of float tensors (or arrays) to differentiate with respect to.
+
+    Returns:
+        `(scalar, aux, gradients)`, gradients aligned with `values` (zeros where unconnected).
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        values = [tf.convert_to_tensor(v) for v in values]
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            value, aux = fn(values)
+        gradients = tape.gradient(value, values,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return value, aux, gradients
+    if backend == "jax":
+        import jax
+
+        (value, aux), gradients = jax.value_and_grad(fn, has_aux=True)(
+            [keras.ops.convert_to_tensor(v) for v in values])
+        return value, aux, gradients
+    if backend == "torch":
+        import torch
+
+        leaves = [keras.ops.convert_to_tensor(v).detach().requires_grad_(True) for v in values]
+        with torch.enable_grad():
+            value, aux = fn(leaves)
+            gradients = torch.autograd.grad(value, leaves, allow_unused=True)
+        gradients = [torch.zeros_like(leaf) if g is None else g
+                     for g, leaf in zip(gradients, leaves)]
+        aux = keras.tree.map_structure(lambda t: t.detach(), aux)
+        return value.detach(), aux, gradients
+    raise NotImplementedError(
+        "Gradients need the TensorFlow, JAX or torch backend. "
+        f"Received: backend={backend!r} (set KERAS_BACKEND)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +605,9 @@ def check_labels(model, data, num_classes=None, batches=4):
         model: keras.Model.
         data: dataset of `(images, labels)` batches (or an `(images, labels)` tuple).
         num_classes: optional int. The dataset's number of classes (e.g.
-            `len(data.class_names)`), compared with the model's outputs. Defaults to `None`.
+            `len(data.class_names)`), compared with the model's outputs (not used for a
+            multi-task model, whose `{task: labels}` are checked head by head). Defaults to
+            `None`.
         batches: int. Batches to inspect. Defaults to `4`.
 
     Returns:
@@ -463,6 +617,11 @@ def check_labels(model, data, num_classes=None, batches=4):
     >>> check_labels(model, data.train, num_classes=len(data.class_names)).status
     """
     _, labels, _ = take_batches(data, batches)
+    if _is_multitask(model):
+        heads = _heads(model)
+        labels = _task_labels(labels, heads)
+        return _combine("labels", {h.task: _labels_verdict(labels[h.task], h.kind, h.units)
+                                   for h in heads})
     units = int(model.output_shape[-1])
     task = _task(model)
     kind = _label_kind(labels, units)
@@ -495,8 +654,47 @@ def check_labels(model, data, num_classes=None, batches=4):
     return CheckResult("labels", status, summary, advice, details)
 
 
+def _labels_verdict(labels, kind, units):
+    """`(status, summary, advice, details)` of one multi-task head's labels."""
+    labels = np.asarray(labels)
+    details = {"kind": kind, "outputs": units, "label_shape": list(labels.shape[1:])}
+    if kind == "regression":
+        values = labels.astype("float64")
+        details.update(min=float(values.min()), max=float(values.max()),
+                       std=float(values.std()))
+        if not np.isfinite(values).all():
+            return ("fail", "non-finite regression targets",
+                    ["Remove or fix the NaN/inf targets."], details)
+        advice = []
+        if max(abs(values.mean()), values.std()) > 10:
+            advice.append(f"Targets with mean {values.mean():.3g} and std {values.std():.3g}: "
+                          "this head's MSE starts near their square and drowns the other "
+                          "tasks' losses. Standardise them (zero mean, unit std).")
+        return ("warn" if advice else "pass",
+                f"regression targets in [{values.min():.3g}, {values.max():.3g}]", advice,
+                details)
+    if kind == "multiclass":
+        flat = labels.reshape(-1).astype(int) if labels.ndim <= 1 or labels.shape[-1] == 1 \
+            else labels.argmax(-1)
+        details.update(min=int(flat.min()), max=int(flat.max()))
+        if flat.min() < 0 or flat.max() >= units:
+            return ("fail", f"labels in [{flat.min()}, {flat.max()}] for {units} classes",
+                    [f"Build the head with as many classes as the labels have (max label "
+                     f"{flat.max()} needs {flat.max() + 1})."], details)
+        return "pass", f"int labels for {units} classes", [], details
+    values = labels.reshape(len(labels), -1).astype("float64")
+    if values.shape[1] != units or values.min() < 0 or values.max() > 1:
+        return ("fail", f"{kind} targets of shape {list(labels.shape[1:])} in "
+                f"[{values.min():.3g}, {values.max():.3g}] for {units} sigmoid output(s)",
+                [f"A {kind} head needs {units} 0/1 target(s) per image."], details)
+    return "pass", f"0/1 targets for {units} sigmoid output(s)", [], details
+
+
 def check_output_loss(model, data=None, loss=None):
     """Checks that the output activation and the loss are a consistent pair.
+
+    A multi-task model (`kr.build_multitask`) is checked head by head (its loss is a dict task →
+    loss; the default is each head's `kr.fit` loss).
 
     Args:
         model: keras.Model (compiled or not).
@@ -511,6 +709,23 @@ def check_output_loss(model, data=None, loss=None):
     >>> model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     >>> check_output_loss(model).status  # "fail": softmax output + from_logits=True
     """
+    if _is_multitask(model):
+        heads = _heads(model, loss)
+        labels = None
+        if data is not None:
+            labels = _task_labels(take_batches(data, 1)[1], heads)
+        verdicts = {}
+        for head in heads:
+            name, from_logits, smoothing = _loss_info(head.loss)
+            label_kind = None if labels is None else _label_kind(labels[head.task], head.units)
+            if head.kind == "regression" and label_kind == "int":
+                label_kind = "float"  # integer-valued targets of a regression head
+            status, summary, advice = classify_output_loss(head.activation, name, from_logits,
+                                                           head.kind, label_kind)
+            verdicts[head.task] = (status, summary, advice, {
+                "activation": head.activation, "loss": name, "from_logits": from_logits,
+                "label_smoothing": smoothing, "label_kind": label_kind})
+        return _combine("output_loss", verdicts)
     loss = _model_loss(model, loss)
     activation = output_activation(model)
     name, from_logits, smoothing = _loss_info(loss)
@@ -605,18 +820,23 @@ def check_initial_loss(model, data, loss=None, batches=3, tolerance=0.15):
     `ln N` (2.303 for 10 classes), sigmoid binary cross-entropy at `ln 2`. A higher loss means
     large initial logits (bad init, huge weights), the wrong activation for the loss, or
     regularisation terms dominating; a much lower one that the model was already trained (or the
-    labels leak into the images).
+    labels leak into the images). A multi-task model (`kr.build_multitask`) is checked head by
+    head against each head's own chance value; regression heads have none (their loss is
+    reported with the loss of predicting 0 and of predicting the mean).
 
     Args:
         model: keras.Model.
-        data: dataset of `(images, labels)` batches (or an `(images, labels)` tuple).
-        loss: optional loss. Defaults to the compiled loss, else the default for the task.
+        data: dataset of `(images, labels)` batches (or an `(images, labels)` tuple); labels
+            are a dict task → labels for a multi-task model.
+        loss: optional loss (a dict task → loss for a multi-task model). Defaults to the
+            compiled loss, else the default for the task.
         batches: int. Batches to average over. Defaults to `3`.
         tolerance: float. Relative deviation from the chance (or class-prior) value that still
             passes. Defaults to `0.15`.
 
     Returns:
-        `CheckResult` with `details["loss"]`, `details["expected"]`, `details["prior"]`.
+        `CheckResult` with `details["loss"]`, `details["expected"]`, `details["prior"]`; for a
+        multi-task model `details["heads"]` holds those per task.
 
     Example:
     >>> model = kr.build_classifier("efficientnet_lite0", num_classes=10)
@@ -626,25 +846,65 @@ def check_initial_loss(model, data, loss=None, batches=3, tolerance=0.15):
     """
     if not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be in (0, 1). Received: tolerance={tolerance!r}")
-    loss = _model_loss(model, loss)
-    name, from_logits, smoothing = _loss_info(loss)
-    task = _task(model)
-    units = int(model.output_shape[-1])
-    num_classes = units if task == "multiclass" else max(2, units)
     images, labels, batch_size = take_batches(data, batches)
-    predictions = _predict(model, images, batch_size)
+    regularization = float(sum(float(keras.ops.convert_to_numpy(v)) for v in model.losses))
+    if _is_multitask(model):
+        heads = _heads(model, loss)
+        labels = _task_labels(labels, heads)
+        predictions = _predict(model, images, batch_size)
+        verdicts = {head.task: _initial_loss_verdict(
+            head.loss, labels[head.task], predictions[head.task], batch_size, head.kind,
+            head.units, head.activation, tolerance) for head in heads}
+        weights = getattr(model, "task_loss_weights", None) or {}
+        measured = sum(weights.get(task, 1.0) * v[3]["loss"] for task, v in verdicts.items())
+        result = _combine("initial_loss", verdicts)
+        result.details.update(loss=measured, regularization=regularization,
+                              images=int(len(images)))
+        result.summary += f" (weighted total {measured:.4f})"
+    else:
+        loss = _model_loss(model, loss)
+        task = _task(model)
+        predictions = _predict(model, images, batch_size)
+        status, summary, advice, details = _initial_loss_verdict(
+            loss, labels, predictions, batch_size, task, int(model.output_shape[-1]),
+            output_activation(model), tolerance)
+        measured = details["loss"]
+        details.update(regularization=regularization, images=int(len(images)))
+        result = CheckResult("initial_loss", status, summary, advice, details)
+    if regularization > 0.1 * max(measured, 1e-6) and result.status != "skip":
+        if result.status == "pass":
+            result.status = "warn"
+        result.advice.append(
+            f"Regularisation adds {regularization:.4f} to the loss ({measured + regularization:.4f}"
+            " in total): for the checks and the first tuning runs turn weight penalties off, "
+            "then add them back."
+        )
+    return result
+
+
+def _initial_loss_verdict(loss, labels, predictions, batch_size, task, units, activation,
+                          tolerance):
+    """`(status, summary, advice, details)` of one output's loss before training."""
+    name, from_logits, smoothing = _loss_info(loss)
     fn = _loss_fn(loss)
     values = [float(keras.ops.convert_to_numpy(fn(labels[i:i + batch_size],
                                                   predictions[i:i + batch_size])))
-              for i in range(0, len(images), batch_size)]
+              for i in range(0, len(labels), batch_size)]
     measured = float(np.mean(values))
-    regularization = float(sum(float(keras.ops.convert_to_numpy(v)) for v in model.losses))
-    details = {"loss": measured, "regularization": regularization, "loss_name": name,
-               "task": task, "num_classes": num_classes, "images": int(len(images))}
-    if name not in _CROSS_ENTROPIES:
-        return CheckResult("initial_loss", "skip",
-                           f"no chance value known for {name} (measured {measured:.4f})",
-                           [], details)
+    num_classes = units if task == "multiclass" else max(2, units)
+    details = {"loss": measured, "loss_name": name, "task": task}
+    if task != "regression":
+        details["num_classes"] = num_classes
+    if task == "regression" or name not in _CROSS_ENTROPIES:
+        targets = np.asarray(labels, dtype="float64")
+        if task == "regression" and targets.size:
+            details.update(zero_prediction=float(np.mean(targets ** 2)),
+                           mean_prediction=float(np.var(targets)))
+            return ("skip", f"{name} {measured:.4f}: no chance value for regression (predicting"
+                    f" 0 would give {details['zero_prediction']:.4f}, the mean "
+                    f"{details['mean_prediction']:.4f})", [], details)
+        return ("skip", f"no chance value known for {name} (measured {measured:.4f})", [],
+                details)
     expected = expected_initial_loss(task, num_classes, smoothing)
     label_kind = _label_kind(labels, units)
     try:
@@ -654,7 +914,6 @@ def check_initial_loss(model, data, loss=None, batches=3, tolerance=0.15):
     except (ValueError, IndexError):
         prior = None
     details.update(expected=expected, prior=prior)
-    total = measured + regularization
     reference = f"chance {expected:.4f}" + (f", class prior {prior:.4f}" if prior else "")
     summary = f"initial loss {measured:.4f} vs {reference}"
 
@@ -670,7 +929,7 @@ def check_initial_loss(model, data, loss=None, batches=3, tolerance=0.15):
         status = "pass"
     elif measured > expected:
         status = "fail"
-        if from_logits and output_activation(model) in ("softmax", "sigmoid"):
+        if from_logits and activation in ("softmax", "sigmoid"):
             advice.append("The output is already a probability but the loss expects logits.")
         advice.append(
             f"The loss starts {measured / expected:.1f}× above chance: the initial logits are "
@@ -684,14 +943,7 @@ def check_initial_loss(model, data, loss=None, batches=3, tolerance=0.15):
             "The loss starts below chance: the model already predicts the labels (trained "
             "weights reused?) or the labels leak into the images."
         )
-    if regularization > 0.1 * max(measured, 1e-6):
-        if status == "pass":
-            status = "warn"
-        advice.append(
-            f"Regularisation adds {regularization:.4f} to the loss ({total:.4f} in total): for "
-            "the checks and the first tuning runs turn weight penalties off, then add them back."
-        )
-    return CheckResult("initial_loss", status, summary, advice, details)
+    return status, summary, advice, details
 
 
 def _strip_regularization(model):
@@ -729,10 +981,12 @@ def _strip_regularization(model):
 class _OverfitTracker(keras.callbacks.Callback):
     """Records the loss of every step and stops at the target accuracy or a NaN/inf loss."""
 
-    def __init__(self, steps_per_epoch, target):
+    def __init__(self, steps_per_epoch, target, score=None):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
         self.target = target
+        # logs -> the training accuracy (multi-task: the worst head's accuracy or R²).
+        self.score = score or (lambda logs: float(logs.get("accuracy", math.nan)))
         self.step_losses, self.losses, self.accuracies = [], [], []
         self.reached_at = None
         self.non_finite_at = None
@@ -754,7 +1008,7 @@ class _OverfitTracker(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.losses.append(float(logs.get("loss", math.nan)))
-        self.accuracies.append(float(logs.get("accuracy", math.nan)))
+        self.accuracies.append(self.score(logs))
         if self.non_finite_at is None and self.accuracies[-1] >= self.target:
             self.reached_at = (epoch + 1) * self.steps_per_epoch
             self.model.stop_training = True
@@ -768,7 +1022,9 @@ def overfit_small_batch(model, data, batches=5, steps=150, lr=1e-3, optimizer="a
     off (no weight decay either); the model itself is left untouched. A model that cannot
     memorise 5–10 batches will not learn the dataset: the learning rate is too low, the
     initialisation is bad, or the capacity is too small; a NaN/inf loss means the learning rate
-    is too high.
+    is too high. A multi-task model (`kr.build_multitask`, `{task: labels}`) has memorised the
+    batches when every head has: classification heads reach `target` accuracy, regression
+    heads an R² (1 − MSE / variance of the targets) of `target`.
 
     Args:
         model: keras.Model.
@@ -801,14 +1057,28 @@ def overfit_small_batch(model, data, batches=5, steps=150, lr=1e-3, optimizer="a
 
     images, labels, batch_size = take_batches(data, batches)
     n_batches = math.ceil(len(images) / batch_size)
-    loss = _model_loss(model, loss)
-    if isinstance(loss, keras.losses.Loss):
-        loss = loss.__class__.from_config(loss.get_config())
+
+    def fresh(loss):  # a new loss object: the copy must not share state with the model's.
+        return loss.__class__.from_config(loss.get_config()) \
+            if isinstance(loss, keras.losses.Loss) else loss
+
     copy = _strip_regularization(model)
-    task = _task(model)
-    copy.compile(optimizer=get_optimizer(optimizer, float(lr)), loss=loss,
-                 metrics=default_metrics(task))
-    tracker = _OverfitTracker(n_batches, target)
+    if _is_multitask(model):
+        from kerasrecipes.multitask import multitask_compile_args
+
+        heads = _heads(model, loss)
+        labels = _task_labels(labels, heads)
+        task = {h.task: h.kind for h in heads}
+        compile_args = multitask_compile_args(model)
+        compile_args["loss"] = {h.task: fresh(h.loss) for h in heads}
+        score = _multitask_score(heads, labels)
+    else:
+        task = _task(model)
+        compile_args = {"loss": fresh(_model_loss(model, loss)),
+                        "metrics": default_metrics(task)}
+        score = None
+    copy.compile(optimizer=get_optimizer(optimizer, float(lr)), **compile_args)
+    tracker = _OverfitTracker(n_batches, target, score)
     start = time.time()
     copy.fit(images, labels, batch_size=batch_size, epochs=max(1, math.ceil(steps / n_batches)),
              shuffle=False, callbacks=[tracker], verbose=verbose)
@@ -831,6 +1101,8 @@ def overfit_small_batch(model, data, batches=5, steps=150, lr=1e-3, optimizer="a
         "seconds": seconds,
     }
     del copy
+    measure = "accuracy" if not isinstance(task, dict) else \
+        "worst-head score (accuracy, R² for regression)"
     advice = []
     if tracker.non_finite_at is not None:
         status = "fail"
@@ -839,7 +1111,7 @@ def overfit_small_batch(model, data, batches=5, steps=150, lr=1e-3, optimizer="a
                       "(run kr.find_lr), or clip gradients (clipnorm=1).")
     elif tracker.reached_at is not None:
         status = "pass"
-        summary = (f"memorised {len(images)} images ({n_batches} batches): accuracy "
+        summary = (f"memorised {len(images)} images ({n_batches} batches): {measure} "
                    f"{train_mode_accuracy:.2%} after {tracker.reached_at} steps")
         step_losses = np.asarray(tracker.step_losses)
         if step_losses.size > 1 and step_losses[1:].max() > 3 * step_losses[0]:
@@ -853,7 +1125,7 @@ def overfit_small_batch(model, data, batches=5, steps=150, lr=1e-3, optimizer="a
         status = "fail"
         step_losses = np.asarray(tracker.step_losses)
         first, last = step_losses[0], step_losses[-n_batches:].mean()
-        summary = (f"training accuracy {train_mode_accuracy:.2%} after {details['steps']} steps "
+        summary = (f"training {measure} {train_mode_accuracy:.2%} after {details['steps']} steps "
                    f"on {len(images)} images (loss {first:.3f} → {last:.3f})")
         diverged = step_losses.max() > 3 * first or last > 1.2 * first
         details["diverged"] = bool(diverged)
@@ -874,12 +1146,76 @@ def overfit_small_batch(model, data, batches=5, steps=150, lr=1e-3, optimizer="a
     return CheckResult("overfit_small_batch", status, summary, advice, details)
 
 
+def _multitask_score(heads, labels):
+    """logs -> the worst head's training accuracy, or R² = 1 - MSE / var for regression."""
+    variances = {h.task: float(np.var(np.asarray(labels[h.task], "float64"))) for h in heads}
+
+    def score(logs):
+        values = []
+        for head in heads:
+            if head.kind == "regression":
+                mse = float(logs.get(f"{head.task}_loss", math.nan))
+                values.append(1.0 - mse / max(variances[head.task], 1e-12))
+            else:
+                values.append(float(logs.get(f"{head.task}_accuracy", math.nan)))
+        return min(values)
+
+    return score
+
+
 def _accuracy(labels, predictions, task):
+    if isinstance(task, dict):  # multi-task: the worst head (R² for regression heads)
+        scores = []
+        for name, kind in task.items():
+            if kind == "regression":
+                truth = np.asarray(labels[name], "float64").reshape(predictions[name].shape)
+                mse = float(np.mean((predictions[name] - truth) ** 2))
+                scores.append(1.0 - mse / max(float(np.var(truth)), 1e-12))
+            else:
+                scores.append(_accuracy(labels[name], predictions[name], kind))
+        return min(scores)
     if task == "multiclass":
         truth = labels.argmax(-1) if labels.ndim == 2 and labels.shape[-1] > 1 else \
             labels.reshape(-1)
         return float(np.mean(predictions.argmax(-1) == truth))
     return float(np.mean((predictions > 0.5) == (labels.reshape(predictions.shape) > 0.5)))
+
+
+def check_history(history, figure=None):
+    """Checks the curves of a finished (or running) training for the babysitting patterns.
+
+    Overfitting (validation loss rising), a train/validation gap, a learning rate too high
+    (loss rising or NaN, fast fall then plateau), a plateau, noisy validation curves: the
+    patterns of `kr.diagnose_history`, each with what to do next.
+
+    Args:
+        history: `TrainingHistory`, Keras `History`, or dict of metric → per-epoch values.
+        figure: optional str. Write the curves (`kr.plot_history`) to this PNG.
+
+    Returns:
+        `CheckResult` named `"training_curves"`: `"fail"` for a diverged or rising loss,
+        `"warn"` for the other patterns, `"pass"` when none is found; `details["patterns"]`
+        lists the names.
+
+    Example:
+    >>> check_history(kr.fine_tune(model, data.train, data.validation)).status
+    """
+    from kerasrecipes.monitor import CURVE_PATTERNS, diagnose_history
+
+    patterns = [(p, m) for p, m in diagnose_history(history) if p != "healthy"]
+    statuses = [CURVE_PATTERNS[p][0] for p, _ in patterns]
+    status = "fail" if "fail" in statuses else "warn" if statuses else "pass"
+    record = getattr(history, "history", history)
+    details = {"epochs": len(record.get("loss", [])), "patterns": [p for p, _ in patterns]}
+    summary = ("; ".join(f"{CURVE_PATTERNS[p][1]}: {m}" for p, m in patterns) if patterns
+               else "no problem pattern: training and validation losses fall together")
+    advice = [f"{p}: {CURVE_PATTERNS[p][2][0]}" for p, _ in patterns]
+    figures = []
+    if figure is not None:
+        from kerasrecipes.train import plot_history
+
+        figures.append(plot_history(history, figure, patterns=patterns))
+    return CheckResult("training_curves", status, summary, advice, details, figures)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -914,7 +1250,7 @@ class DoctorReport:
 
 def doctor(model, train, validation=None, out_dir="doctor_report", class_names=None,
            loss=None, overfit_batches=5, overfit_steps=150, overfit_lr=1e-3, lr_finder=True,
-           lr_finder_steps=60, verbose=1):
+           lr_finder_steps=60, history=None, verbose=1):
     """Runs every sanity check (plus a short LR range test) and writes a Markdown report.
 
     Args:
@@ -931,6 +1267,9 @@ def doctor(model, train, validation=None, out_dir="doctor_report", class_names=N
         overfit_lr: float. Its learning rate. Defaults to `1e-3`.
         lr_finder: bool. Run `kerasrecipes.lr_finder.find_lr` when available. Defaults to `True`.
         lr_finder_steps: int. Steps of the LR range test. Defaults to `60`.
+        history: optional `TrainingHistory` (or Keras `History`, or dict) of a run of this
+            model: its curves are checked for the babysitting patterns (`check_history`) and
+            plotted into the report. Defaults to `None`.
         verbose: int. Print each verdict as it comes. Defaults to `1`.
 
     Returns:
@@ -978,8 +1317,12 @@ def doctor(model, train, validation=None, out_dir="doctor_report", class_names=N
             checks.append(CheckResult(name, "skip", "skipped: the labels do not fit the model"))
     suggestion = None
     if lr_finder and labels.ok:
-        lr_check = run(_lr_range_test, model, train, loss, lr_finder_steps, out_dir)
+        # find_lr knows the default loss of single-output models only.
+        lr_loss = _model_loss(model, loss) if _is_multitask(model) else loss
+        lr_check = run(_lr_range_test, model, train, lr_loss, lr_finder_steps, out_dir)
         suggestion = lr_check.details.get("suggestion")
+    if history is not None:
+        run(check_history, history, os.path.join(out_dir, "history.png"))
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:
         f.write(_markdown(checks, model, suggestion, out_dir))
@@ -1032,17 +1375,23 @@ _NEXT_STEPS = {
     "overfit_small_batch": "Do not train on the full data until the model can memorise a few "
                            "batches.",
     "lr_range_test": "Pick the learning rate from the range test plot.",
+    "training_curves": "Lower the learning rate (see the curves below) before training longer.",
 }
 
 
 def _markdown(checks, model, suggestion, out_dir):
     icon = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
     failed = [c for c in checks if c.status == "fail"]
+    if _is_multitask(model):
+        outputs = "outputs " + ", ".join(f"{h.task} ({h.units}, {h.activation})"
+                                         for h in _heads(model))
+    else:
+        outputs = f"output {tuple(model.output_shape[1:])} ({output_activation(model)})"
     lines = [
         f"# kerasrecipes doctor: `{model.name}`",
         "",
         f"Model: {model.count_params():,} parameters, input {tuple(model.input_shape[1:])}, "
-        f"output {tuple(model.output_shape[1:])} ({output_activation(model)}).",
+        f"{outputs}.",
         "",
         "**Verdict: " + ("all checks passed.**" if not failed else
                          f"{len(failed)} check(s) failed: "
@@ -1062,7 +1411,9 @@ def _markdown(checks, model, suggestion, out_dir):
     else:
         lines.append("- Train: start from the learning rate suggested below"
                      + (f" (**{suggestion:.2g}**)" if suggestion else "")
-                     + ", watch train vs. validation curves.")
+                     + ", watch train vs. validation curves: `history.report(dir)` (and "
+                     "`kerasrecipes finetune`, in its output folder) writes them with the "
+                     "patterns they show; `doctor(..., history=history)` checks them here.")
     for check in checks:
         lines += ["", f"## {check.name}: {icon[check.status]}", "", check.summary, ""]
         lines += [f"- {a}" for a in check.advice]
@@ -1072,12 +1423,20 @@ def _markdown(checks, model, suggestion, out_dir):
         if shown:
             lines += ["", "| measure | value |", "| --- | --- |"]
             for key, value in shown.items():
-                if isinstance(value, float):
-                    value = f"{value:.4g}"
-                lines.append(f"| {key} | {value} |")
+                lines.append(f"| {key} | {_cell(value)} |")
+        if isinstance(check.details.get("heads"), dict):  # multi-task: one row per head
+            lines += ["", "| head | verdict | measures |", "| --- | --- | --- |"]
+            for task, measures in check.details["heads"].items():
+                text = ", ".join(f"{k} {_cell(v)}" for k, v in measures.items()
+                                 if k != "status" and v is not None)
+                lines.append(f"| {task} | {icon[measures.get('status', 'skip')]} | {text} |")
         for figure in check.figures:
             lines += ["", f"![{check.name}]({os.path.relpath(figure, out_dir)})"]
     return "\n".join(lines) + "\n"
+
+
+def _cell(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "/")
 
 
 def _plt():

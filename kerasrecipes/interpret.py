@@ -14,7 +14,6 @@ import keras
 import numpy as np
 
 
-
 def _plt():
     import matplotlib.pyplot as plt
 
@@ -377,8 +376,8 @@ def grad_cam(model, images, class_index=None):
     The feature map is the `backbone` sub-model's output (its last conv stage). Each channel is
     weighted by the spatial mean of the gradient of the class logit (the `predictions` layer
     before its softmax/sigmoid) with respect to it; the weighted sum is passed through ReLU,
-    scaled to [0, 1] per image and resized bilinearly to the input size. Needs the TensorFlow
-    backend (gradients through `tf.GradientTape`).
+    scaled to [0, 1] per image and resized bilinearly to the input size. Works on the
+    TensorFlow, JAX and torch backends.
 
     Args:
         model: keras.Model with `preprocess`, `backbone` and `head` sub-models (from
@@ -396,12 +395,7 @@ def grad_cam(model, images, class_index=None):
     Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization" (2017).
     """
-    if keras.backend.backend() != "tensorflow":
-        raise NotImplementedError(
-            "grad_cam uses tf.GradientTape and needs the TensorFlow backend. "
-            f"Received: backend={keras.backend.backend()!r}"
-        )
-    import tensorflow as tf
+    from kerasrecipes.diagnostics import _value_and_gradients
 
     try:
         preprocess, backbone, head = (model.get_layer(n) for n in
@@ -417,24 +411,31 @@ def grad_cam(model, images, class_index=None):
     if images.ndim != 4:
         raise ValueError(f"images must be [H, W, 3] or [B, H, W, 3]. Received: "
                          f"shape={images.shape}")
+    if isinstance(model.output, dict):
+        raise ValueError("grad_cam explains one output, and this model has several (a "
+                         f"multi-task model). Received a model named {model.name!r}.")
     x = preprocess(images, training=False)
     features = backbone(x, training=False)
     if len(features.shape) != 4:
         raise ValueError(f"The backbone's output is not a feature map (shape {features.shape}).")
-    with tf.GradientTape() as tape:
-        tape.watch(features)
-        scores = _class_scores(head, features)
-        if class_index is None:
-            classes = np.asarray(keras.ops.convert_to_numpy(scores)).argmax(axis=-1)
-        else:
-            classes = np.broadcast_to(np.asarray(class_index, dtype=int), (len(images),))
-        if scores.shape[-1] == 1:
-            classes = np.zeros(len(images), dtype=int)  # one sigmoid unit: its own score.
-        if np.any(classes < 0) or np.any(classes >= scores.shape[-1]):
-            raise ValueError(f"class_index must be in [0, {scores.shape[-1]}). "
-                             f"Received: class_index={class_index!r}")
-        target = tf.reduce_sum(tf.gather(scores, classes, axis=1, batch_dims=1))
-    gradients = tape.gradient(target, features)
+    scores = np.asarray(keras.ops.convert_to_numpy(_class_scores(head, features)))
+    units = scores.shape[-1]
+    if class_index is None:
+        classes = scores.argmax(axis=-1)
+    else:
+        classes = np.broadcast_to(np.asarray(class_index, dtype=int), (len(images),))
+    if units == 1:
+        classes = np.zeros(len(images), dtype=int)  # one sigmoid unit: its own score.
+    if np.any(classes < 0) or np.any(classes >= units):
+        raise ValueError(f"class_index must be in [0, {units}). "
+                         f"Received: class_index={class_index!r}")
+    chosen = keras.ops.one_hot(classes, units)
+
+    def target(values):
+        # Sum of each image's chosen class score: its gradient is each image's own gradient.
+        return keras.ops.sum(_class_scores(head, values[0]) * chosen), ()
+
+    _, _, (gradients,) = _value_and_gradients(target, [features])
     weights = keras.ops.mean(gradients, axis=(1, 2), keepdims=True)
     cam = keras.ops.relu(keras.ops.sum(weights * features, axis=-1, keepdims=True))
     cam = keras.ops.image.resize(cam, images.shape[1:3], interpolation="bilinear")[..., 0]
@@ -505,11 +506,9 @@ def interpret(model, data, out_dir="interpretation", class_names=None, top=9, gr
                plot_filters(model, os.path.join(out_dir, "filters.png"))]
     worst = top_losses(model, data, k=top)
     figures.append(worst.plot(os.path.join(out_dir, "top_losses.png"), class_names))
-    if keras.backend.backend() == "tensorflow":
-        for i in range(min(grad_cams, len(worst.losses))):
-            figures.append(plot_grad_cam(model, worst.images[i],
-                                         os.path.join(out_dir, f"grad_cam_{i}.png"),
-                                         class_names))
+    for i in range(min(grad_cams, len(worst.losses))):
+        figures.append(plot_grad_cam(model, worst.images[i],
+                                     os.path.join(out_dir, f"grad_cam_{i}.png"), class_names))
     names = class_names if class_names is not None and len(class_names) == num_classes else None
     return {"confusion_matrix": matrix, "most_confused": most_confused(matrix, names),
             "figures": figures}

@@ -177,13 +177,16 @@ class _TrialReporter(keras.callbacks.Callback):
     """Reports the metric per epoch to optuna and stops hopeless trials early.
 
     Hopeless: a NaN/inf loss, or a running loss above `diverge` × the first batch's loss after
-    a few steps — the learning rate is far too high, nothing is learnt by going on.
+    a few steps — the learning rate is far too high, nothing is learnt by going on. The median
+    pruner is asked only after epochs that have another one to come (`epochs`): a trial at its
+    last epoch (every trial of a one-epoch stage) has already cost all it will, and is kept.
     """
 
-    def __init__(self, trial, metric, diverge=3.0):
+    def __init__(self, trial, metric, epochs=None, diverge=3.0):
         super().__init__()
         self.trial = trial
         self.metric = metric
+        self.epochs = epochs
         self.diverge = diverge
         self.pruned = None
         self._first = None
@@ -210,7 +213,8 @@ class _TrialReporter(keras.callbacks.Callback):
         if value is None or self.pruned:
             return
         self.trial.report(float(value), self._epoch)
-        if self.trial.should_prune():
+        last = self.epochs is not None and self._epoch >= self.epochs
+        if not last and self.trial.should_prune():
             self.pruned = f"{self.metric}={float(value):.4g} below the median at epoch {epoch + 1}"
             self.model.stop_training = True
 
@@ -241,7 +245,8 @@ class SearchResult:
 
     Attributes:
         trials: list of dicts: `stage`, `number`, `params`, `value`, `state` (`COMPLETE`,
-            `PRUNED`, `FAIL`, `RUNNING`), `epochs`, `seconds`, `note`.
+            `PRUNED`, `FAIL`, `RUNNING`), `epochs`, `reported` (the metric after each epoch
+            run, also for pruned trials), `seconds`, `note`.
         spaces: list of the space searched by each stage.
         metric: str. The metric optimised.
         direction: str. `"maximize"` or `"minimize"`.
@@ -259,6 +264,17 @@ class SearchResult:
     def _complete(self, stage=None):
         return [t for t in self.trials if t["state"] == "COMPLETE" and t["value"] is not None
                 and math.isfinite(t["value"]) and (stage is None or t["stage"] == stage)]
+
+    def _pruned(self, stage):
+        """Pruned trials of a stage with their best reported value (None: stopped before any)."""
+        pick = max if self.direction == "maximize" else min
+        found = []
+        for t in self.trials:
+            if t["state"] != "PRUNED" or t["stage"] != stage:
+                continue
+            reported = [v for v in t.get("reported", []) if v is not None and math.isfinite(v)]
+            found.append((t, pick(reported) if reported else None))
+        return found
 
     @property
     def best(self):
@@ -290,12 +306,44 @@ class SearchResult:
                         else 0))):
             cells = [_fmt(trial["params"].get(n)) for n in names]
             value = "" if trial["value"] is None else f"{trial['value']:.4f}"
+            reported = [v for v in trial.get("reported", []) if v is not None
+                        and math.isfinite(v)]
+            if trial["state"] == "PRUNED" and reported:
+                # The best value before it was stopped, not comparable with complete runs.
+                value = f"({(max if sign < 0 else min)(reported):.4f})"
             lines.append(f"| {trial['stage']} | {trial['number']} | " + " | ".join(cells)
                          + f" | {value} | {trial['state']} |")
         return "\n".join(lines)
 
+    def points(self, name):
+        """What `plot` draws for one hyperparameter: one point per complete or pruned trial.
+
+        Args:
+            name: str. A hyperparameter of the space.
+
+        Returns:
+            list of `(stage, kind, x, y)`: kind `"complete"` (y = its value), `"pruned"` (y =
+            the best value it reported before being stopped) or `"stopped"` (stopped before
+            reporting any, NaN or diverging loss: y is None).
+        """
+        found = []
+        for stage in range(len(self.spaces)):
+            for t in self._complete(stage):
+                if name in t["params"]:
+                    found.append((stage, "complete", t["params"][name], t["value"]))
+            for t, value in self._pruned(stage):
+                if name in t["params"]:
+                    found.append((stage, "stopped" if value is None else "pruned",
+                                  t["params"][name], value))
+        return found
+
     def plot(self, path="search.png"):
-        """Scatter of the metric against each hyperparameter (log axes for log ranges)."""
+        """Scatter of the metric against each hyperparameter (log axes for log ranges).
+
+        Complete trials are dots; pruned trials are crosses at the best value they reported
+        before they were stopped, or triangles along the bottom of the axis when they were
+        stopped before reporting any (NaN or diverging loss).
+        """
         from kerasrecipes.diagnostics import _plt
 
         plt = _plt()
@@ -303,16 +351,23 @@ class SearchResult:
         names = list(space)
         fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
         colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+        styles = {"complete": ("o", "stage {} ({} ep)"),
+                  "pruned": ("x", "stage {} pruned (value when stopped)"),
+                  "stopped": ("v", "stage {} stopped (NaN / diverged)")}
         for ax, name in zip(axes[0], names):
-            for stage in range(len(self.spaces)):
-                done = [t for t in self._complete(stage) if name in t["params"]]
-                if not done:
-                    continue
-                x = [t["params"][name] for t in done]
-                if space[name][0] == "categorical":
-                    x = [str(v) for v in x]
-                ax.scatter(x, [t["value"] for t in done], color=colors[stage % 4],
-                           label=f"stage {stage} ({done[0]['epochs']} ep)", s=25)
+            points = self.points(name)
+            # "stopped" last: those trials have no value and go along the bottom edge.
+            for kind, (marker, label) in styles.items():
+                floor = ax.get_ylim()[0]
+                for stage in range(len(self.spaces)):
+                    chosen = [(x, y) for s, k, x, y in points if s == stage and k == kind]
+                    if not chosen:
+                        continue
+                    epochs = next(t["epochs"] for t in self.trials if t["stage"] == stage)
+                    x = [str(v) if space[name][0] == "categorical" else v for v, _ in chosen]
+                    y = [floor if kind == "stopped" else v for _, v in chosen]
+                    ax.scatter(x, y, color=colors[stage % 4], marker=marker, s=28,
+                               label=label.format(stage, epochs))
             if space[name][0] == "log":
                 ax.set_xscale("log")
             if self.best is not None and name in self.best["params"] and \
@@ -321,7 +376,7 @@ class SearchResult:
                            linewidth=1)
             ax.set_xlabel(name + (" (log)" if space[name][0] == "log" else ""))
             ax.set_ylabel(self.metric)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, framealpha=0.6)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
@@ -344,9 +399,10 @@ def search(build_fn, train, validation, space=None, trials=(8, 4), epochs=(1, 3)
     every next stage narrows the numeric ranges around the previous stage's best
     (`narrow_space`) and trains `trials[i]` points for `epochs[i]` epochs. Hopeless trials stop
     early (NaN or diverging loss), and, in multi-epoch stages, trials below the median of the
-    others at the same epoch are pruned (`optuna.pruners.MedianPruner`). Run again with the same
-    `storage` and `study_name` and a search continues where it stopped: finished trials are kept,
-    only the missing ones run.
+    others at the same epoch are pruned before their last epoch (`optuna.pruners.MedianPruner`;
+    one-epoch stages run every trial to its end). Run again with the same `storage` and
+    `study_name` and a search continues where it stopped: finished trials are kept, only the
+    missing ones run.
 
     Args:
         build_fn: callable `params -> keras.Model` (e.g. reads `params["dropout"]`).
@@ -406,8 +462,9 @@ def search(build_fn, train, validation, space=None, trials=(8, 4), epochs=(1, 3)
     spaces, records, warnings_found = [], [], []
     best_params = None
     for stage, (n_trials, n_epochs) in enumerate(zip(trials, epochs)):
+        # Median pruning compares epochs of unfinished runs: a one-epoch stage has none.
         pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-                  if prune else optuna.pruners.NopPruner())
+                  if prune and n_epochs > 1 else optuna.pruners.NopPruner())
         name = f"{study_name}-stage{stage}"
         study = optuna.create_study(study_name=name, storage=url, direction=direction,
                                     pruner=pruner, load_if_exists=True)
@@ -450,6 +507,7 @@ def search(build_fn, train, validation, space=None, trials=(8, 4), epochs=(1, 3)
             records.append({
                 "stage": stage, "number": t.number, "params": dict(t.params),
                 "value": t.value, "state": t.state.name, "epochs": n_epochs,
+                "reported": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
                 "seconds": (t.duration.total_seconds() if t.duration else None),
                 "note": t.user_attrs.get("note", ""),
             })
@@ -476,7 +534,7 @@ def _objective(trial, space, build_fn, train_fn, train, validation, epochs, metr
     keras.utils.clear_session()
     start = time.time()
     model = build_fn(dict(params))
-    reporter = _TrialReporter(trial, metric)
+    reporter = _TrialReporter(trial, metric, epochs)
     history = train_fn(model, dict(params), train, validation, epochs,
                        [reporter] if prune else [])
     seconds = time.time() - start

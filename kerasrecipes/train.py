@@ -23,7 +23,7 @@ import numpy as np
 from kerasrecipes.backbones import infer_layer_groups
 from kerasrecipes.layers import NormalizeImage
 from kerasrecipes.models import batch_norm_layers, task_of
-from kerasrecipes.optimizers import get_optimizer
+from kerasrecipes.optimizers import _has_momentum, clipping_arguments, get_optimizer
 
 SCHEDULES = ("warmup_cosine", "constant", "one_cycle", "step", "sgdr")
 
@@ -74,34 +74,77 @@ class TrainingHistory:
         """Writes loss/accuracy curves (train and validation) with the LR to a PNG. Returns path."""
         return plot_history(self, path)
 
+    def diagnose(self):
+        """The curve patterns of the run: `kr.diagnose_history(self)`."""
+        from kerasrecipes.monitor import diagnose_history
 
-def plot_history(history, path):
-    """Plots a `TrainingHistory` (or a Keras `History`) to a PNG file and returns its path.
+        return diagnose_history(self)
 
-    Loss and accuracy, train vs. validation, one panel each; the learning rate on a second axis of
-    the loss panel; stage boundaries as dashed vertical lines.
+    def report(self, directory, title=None):
+        """Writes `report.md` and `history.png` into `directory`: the curves and a verdict per
+        pattern they show (overfitting, LR too high, plateau, noisy …) with what to do next.
+
+        Returns:
+            str. The path of `report.md`.
+        """
+        from kerasrecipes.monitor import history_report
+
+        return history_report(self, directory, title=title)
+
+
+def plot_history(history, path, patterns=None):
+    """Plots a `TrainingHistory` (or a Keras `History`, or a dict) to a PNG file; returns path.
+
+    Loss and accuracy (every `*accuracy` metric of a multi-task model), train vs. validation, one
+    panel each; the learning rate on a second axis of the loss panel; stage boundaries as dashed
+    vertical lines; the curve patterns of `kr.diagnose_history` named above the panels (and the
+    best validation-loss epoch marked when the run overfits).
+
+    Args:
+        history: `TrainingHistory`, Keras `History` or dict of metric → per-epoch values.
+        path: str. The PNG file.
+        patterns: optional list of `(pattern, message)`. Defaults to `diagnose_history(history)`.
     """
     import matplotlib.pyplot as plt
 
-    record = history.history
-    stages = getattr(history, "stages", [])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        for prefix, style in (("", "-o"), ("val_", "-s")):
-            values = record.get(prefix + metric)
-            if values:
-                epochs = np.arange(1, len(values) + 1)
-                ax.plot(epochs, values, style, label=(prefix or "train_") + metric, markersize=3)
+    from kerasrecipes.monitor import CURVE_PATTERNS, diagnose_history
+
+    record = getattr(history, "history", history)
+    stages = getattr(history, "stages", None) or []
+    patterns = diagnose_history(history) if patterns is None else patterns
+    accuracies = [k for k in record if k.endswith("accuracy") and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, metrics, title in ((axes[0], ["loss"], "loss"),
+                               (axes[1], accuracies or ["accuracy"], "accuracy")):
+        for metric in metrics:
+            for prefix, style in (("", "-o"), ("val_", "-s")):
+                values = record.get(prefix + metric)
+                if values:
+                    epochs = np.arange(1, len(values) + 1)
+                    ax.plot(epochs, values, style, markersize=3,
+                            label=(prefix or "train_") + metric)
         for stage in stages[1:]:
             ax.axvline(stage["first_epoch"] + 0.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.legend(loc="best")
+        ax.set_title(title)
+        if ax.get_lines():
+            ax.legend(loc="best", fontsize=8)
+    val_loss = np.asarray([math.nan if v is None else v for v in record.get("val_loss", [])],
+                          dtype="float64")
+    if any(p == "overfitting" for p, _ in patterns) and np.isfinite(val_loss).any():
+        best = int(np.nanargmin(val_loss)) + 1
+        axes[0].axvline(best, color="tab:red", linestyle=":", linewidth=1.5)
+        axes[0].annotate(f"best val_loss (epoch {best})", (best, 1.0), xycoords=(
+            "data", "axes fraction"), fontsize=8, color="tab:red", ha="left", va="top")
     if record.get("learning_rate"):
         lr_axis = axes[0].twinx()
         lrs = record["learning_rate"]
         lr_axis.plot(np.arange(1, len(lrs) + 1), lrs, color="tab:green", alpha=0.6, label="lr")
-        lr_axis.set_ylabel("learning rate (end of epoch)")
+        lr_axis.set_ylabel("learning rate (end of epoch)", color="tab:green")
+    problems = [CURVE_PATTERNS[p][1] for p, _ in patterns if p in CURVE_PATTERNS]
+    fig.suptitle("detected: " + ", ".join(problems) if problems
+                 else "no problem pattern detected", color="tab:red" if problems else
+                 "tab:green", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -109,13 +152,15 @@ def plot_history(history, path):
 
 
 class _LearningRateLogger(keras.callbacks.Callback):
-    """Adds the optimizer's current learning rate to each epoch's logs."""
+    """Adds the optimizer's current learning rate (and scheduled momentum) to each epoch's logs."""
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate
-            ))
+            optimizer = self.model.optimizer
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            momentum = getattr(optimizer, "scheduled_momentum", lambda: None)()
+            if momentum is not None:
+                logs["momentum"] = float(keras.ops.convert_to_numpy(momentum))
 
 
 class _StopOnNaN(keras.callbacks.Callback):
@@ -142,8 +187,9 @@ def make_schedule(schedule, learning_rate, total_steps, warmup=0.1):
 
     Args:
         schedule: `"warmup_cosine"` (linear warmup over `warmup` of the steps, then cosine decay
-            to 0), `"constant"`, `"one_cycle"` (`kr.OneCycle` peaking at `learning_rate`, warming
-            up over `warmup` of the steps; `fit`/`fine_tune` also cycle the momentum),
+            to 0), `"constant"`, `"one_cycle"` (`kr.OneCycle` from `learning_rate / 25` up to
+            `learning_rate` over `warmup` of the steps, then down to `learning_rate / 25e4`;
+            `fit`/`fine_tune` also cycle the momentum 0.95 → 0.85 → 0.95),
             `"step"` (linear warmup, then ×0.1 at 50% and 75% of the steps), `"sgdr"` (linear
             warmup, then cosine restarts: 3 cycles of lengths 1:2:4), a `LearningRateSchedule`,
             or a callable `(learning_rate, total_steps) -> LearningRateSchedule`.
@@ -258,7 +304,7 @@ def fine_tune(
     optimizer="adamw",
     fine_tune_optimizer=None,
     weight_decay=None,
-    schedule="warmup_cosine",
+    schedule="one_cycle",
     early_stopping=3,
     monitor=None,
     loss=None,
@@ -268,6 +314,9 @@ def fine_tune(
     verbose=1,
     label_smoothing=0.0,
     backup_dir=None,
+    clipnorm=None,
+    clipvalue=None,
+    global_clipnorm=None,
 ):
     """Staged transfer learning: train the head on a frozen backbone, then fine-tune.
 
@@ -294,8 +343,11 @@ def fine_tune(
         fine_tune_optimizer: optional str. Optimizer after unfreezing. Defaults to `optimizer`.
         weight_decay: optional float. Decoupled weight decay (scaled per group like the LR).
             Defaults to the optimizer's default.
-        schedule: the LR schedule of each stage, see `make_schedule`. Defaults to
-            `"warmup_cosine"`.
+        schedule: the LR schedule of each stage, see `make_schedule`. The default, one cycle
+            per stage (fastai's `fine_tune`), also cycles the momentum (SGD, RMSprop) or `beta_1`
+            (Adam, AdamW) 0.95 → 0.85 → 0.95 inside the optimizer step; with `unfreeze="gradual"`
+            the fine-tuning stage runs one cycle across its recompiles. `"warmup_cosine"` is the
+            linear warmup + cosine decay of earlier versions. Defaults to `"one_cycle"`.
         early_stopping: optional int. Patience (epochs) of early stopping in the fine-tuning stage;
             the best weights are restored at the end. `None` turns it off. Defaults to `3`.
         monitor: optional str. Metric for early stopping. Defaults to `"val_loss"`, or `"loss"`
@@ -314,6 +366,11 @@ def fine_tune(
             of the stage in progress (Keras `BackupAndRestore`) are kept here, so running the
             same call again after a crash resumes with at most one epoch lost. Removed when the
             run completes. Defaults to `None`.
+        clipnorm: optional float > 0. Clip each gradient to this norm. Defaults to `None`.
+        clipvalue: optional float > 0. Clip each gradient element to `[-clipvalue, clipvalue]`
+            (the classic recipe uses 5). Defaults to `None`.
+        global_clipnorm: optional float > 0. Scale all gradients together so that their global
+            norm is at most this. At most one of the three. Defaults to `None`.
 
     Returns:
         `TrainingHistory` of both stages.
@@ -346,10 +403,11 @@ def fine_tune(
             f"{names}). Received: unfreeze={unfreeze!r}"
         )
     fine_tune_lr = lr / 10 if fine_tune_lr is None else fine_tune_lr
+    clipping = clipping_arguments(clipnorm, clipvalue, global_clipnorm)
     train, steps = _steps_per_epoch(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps, schedule, loss, metrics, callbacks,
                      weight_decay, verbose, label_smoothing=label_smoothing,
-                     backup_dir=backup_dir)
+                     backup_dir=backup_dir, clipping=clipping)
     runner.prepare()
 
     record = TrainingHistory()
@@ -397,8 +455,14 @@ def fit(
     verbose=1,
     label_smoothing=0.0,
     backup_dir=None,
+    clipnorm=None,
+    clipvalue=None,
+    global_clipnorm=None,
 ):
     """Trains every layer in one stage (models from scratch); arguments as in `fine_tune`.
+
+    The default schedule is `"warmup_cosine"`; `schedule="one_cycle"` (or `kr.fit_one_cycle`)
+    also cycles the momentum.
 
     Computes the per-channel normalisation of scratch models on `train` first if needed.
 
@@ -411,10 +475,11 @@ def fit(
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
+    clipping = clipping_arguments(clipnorm, clipvalue, global_clipnorm)
     train, steps = _steps_per_epoch(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps, schedule, loss, metrics, callbacks,
                      weight_decay, verbose, label_smoothing=label_smoothing,
-                     backup_dir=backup_dir)
+                     backup_dir=backup_dir, clipping=clipping)
     runner.prepare()
     record = TrainingHistory()
     runner.run(record, "train", epochs, optimizer, lr, {}, ["all"],
@@ -441,6 +506,9 @@ def fit_one_cycle(
     steps_per_epoch=None,
     verbose=1,
     find_lr_steps=100,
+    clipnorm=None,
+    clipvalue=None,
+    global_clipnorm=None,
 ):
     """Trains the model's trainable layers with the one-cycle policy and cyclical momentum.
 
@@ -462,6 +530,8 @@ def fit_one_cycle(
         weight_decay, early_stopping, monitor, loss, metrics, callbacks, steps_per_epoch,
             verbose: as in `fit`.
         find_lr_steps: int. Steps of the range test when `max_lr` is None. Defaults to `100`.
+        clipnorm, clipvalue, global_clipnorm: gradient clipping, as in `fine_tune` (the range
+            test uses it too).
 
     Returns:
         `TrainingHistory` with one stage; `history.stages[0]["learning_rate"]` is the `max_lr`
@@ -482,16 +552,17 @@ def fit_one_cycle(
         raise ValueError(f"max_lr must be a positive number or None. Received: max_lr={max_lr!r}")
     if not (isinstance(pct_start, (int, float)) and 0 < pct_start < 1):
         raise ValueError(f"pct_start must be in (0, 1). Received: pct_start={pct_start!r}")
+    clipping = clipping_arguments(clipnorm, clipvalue, global_clipnorm)
     train, steps = _steps_per_epoch(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps,
                      lambda lr, total: OneCycle(lr, total, pct_start=pct_start),
-                     loss, metrics, callbacks, weight_decay, verbose)
+                     loss, metrics, callbacks, weight_decay, verbose, clipping=clipping)
     runner.prepare()
     if max_lr is None:
         from kerasrecipes.lr_finder import find_lr
 
         model.compile(
-            optimizer=get_optimizer(optimizer, 1e-7, weight_decay=weight_decay),
+            optimizer=get_optimizer(optimizer, 1e-7, weight_decay=weight_decay, **clipping),
             loss=loss or default_loss(task_of(model)),
         )
         result = find_lr(model, train, num_steps=find_lr_steps, verbose=verbose)
@@ -507,16 +578,6 @@ def fit_one_cycle(
     runner.run(record, "one_cycle", epochs, optimizer, float(max_lr), {}, ["all"],
                early_stopping=early_stopping, monitor=monitor)
     return record
-
-
-def _has_momentum(optimizer):
-    from kerasrecipes.schedules import momentum_attribute
-
-    try:
-        momentum_attribute(optimizer)
-    except ValueError:
-        return False
-    return True
 
 
 class _Backup:
@@ -600,7 +661,7 @@ class _Runner:
     """Compiles and fits one stage at a time with consistent loss, metrics and callbacks."""
 
     def __init__(self, model, train, validation, steps, schedule, loss, metrics, callbacks,
-                 weight_decay, verbose, label_smoothing=0.0, backup_dir=None):
+                 weight_decay, verbose, label_smoothing=0.0, backup_dir=None, clipping=None):
         if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
             raise ValueError(
                 f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing!r}"
@@ -619,6 +680,7 @@ class _Runner:
         self.backup = _Backup(backup_dir) if backup_dir is not None else None
         self.stage_index = 0
         self.weight_decay = weight_decay
+        self.clipping = dict(clipping or {})
         self.verbose = verbose
 
     def prepare(self):
@@ -627,6 +689,10 @@ class _Runner:
         if self.validation is not None:
             _check_batch(self.model, self.validation, "validation")
         _adapt_normalization(self.model, self.train)
+        from kerasrecipes.distribute import _prepare_processes  # multi-host: shards, statistics
+
+        _prepare_processes(self.model, self.train, self.validation, self.steps,
+                           self.backup.directory if self.backup else None)
 
     def run(self, record, name, epochs, optimizer, lr, multipliers, trainable_groups,
             schedule_steps=None, step_offset=0, early_stopping=None, monitor=None):
@@ -637,10 +703,17 @@ class _Runner:
             return
         learning_rate = make_schedule(self.schedule, lr, schedule_steps or epochs * self.steps)
         lr_multipliers = group_lr_multipliers(model, multipliers) if multipliers else None
+        from kerasrecipes.schedules import OneCycle, OneCycleMomentum
+
+        momentum_schedule = None
+        if isinstance(learning_rate, OneCycle) and _has_momentum(optimizer):
+            # Computed from the step inside the optimizer update: works under jit on TF and JAX.
+            momentum_schedule = OneCycleMomentum.mirroring(learning_rate)
         with _strategy_scope(model):  # optimizer variables live with the model's
             opt = get_optimizer(
                 optimizer, learning_rate, lr_multipliers=lr_multipliers,
-                weight_decay=self.weight_decay,
+                weight_decay=self.weight_decay, momentum_schedule=momentum_schedule,
+                **self.clipping,
             )
         task = _task(model)
         compile_args = {}
@@ -676,17 +749,6 @@ class _Runner:
         callbacks = self.callbacks + [_LearningRateLogger(), stop_on_nan]
         if self.backup:
             callbacks += self.backup.callbacks(k)
-        from kerasrecipes.schedules import CycleMomentum, OneCycle
-
-        if isinstance(learning_rate, OneCycle) and _has_momentum(opt):
-            if keras.backend.backend() == "tensorflow":
-                callbacks.append(CycleMomentum(total_steps=learning_rate.total_steps,
-                                               pct_start=learning_rate.pct_start))
-            else:
-                # The JAX trainer threads optimizer state through its jitted step, so a
-                # callback's assignment never reaches it.
-                warnings.warn("Momentum cycling needs the TensorFlow backend for now: the "
-                              "one-cycle LR runs with constant momentum.", stacklevel=3)
         if early_stopping is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -707,7 +769,9 @@ class _Runner:
             epochs=first + epochs,
             initial_epoch=first,
             steps_per_epoch=self.steps if _length(self.train) == _INFINITE else None,
-            shuffle=not hasattr(self.train, "cardinality"),  # tf.data shuffles itself
+            # Keras shuffles only a PyDataset's batch order; for anything else (tf.data, a
+            # torch DataLoader) it ignores shuffle=True with a warning.
+            shuffle=isinstance(self.train, keras.utils.PyDataset),
             callbacks=callbacks,
             verbose=self.verbose,
         )

@@ -22,7 +22,7 @@ def test_finetune_then_predict_from_the_command_line(photo_folder, tmp_path, cap
     printed = capsys.readouterr().out
     assert "stage 1 (head, 1 epochs): best val_accuracy" in printed
     assert "stage 2 (fine_tune, 1 epochs): best val_accuracy" in printed
-    assert {"saved_model.pb", "model.keras", "metrics.json", "history.png", "labels.txt"} <= set(
+    assert {"saved_model.pb", "model.keras", "metrics.json", "history.png", "report.md", "labels.txt"} <= set(
         os.listdir(out)
     )
     metrics = json.load(open(out / "metrics.json"))
@@ -69,3 +69,34 @@ def test_predict_without_a_model_uses_the_imagenet_lite0_classifier(capsys, tmp_
     assert main(["predict", image, "--top", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[1:] == ["285", "Egyptian", "cat"]
+
+
+def test_finetune_passes_schedule_and_clipping_and_checks_them_first(photo_folder, tmp_path,
+                                                                      capsys, monkeypatch):
+    import kerasrecipes
+    from kerasrecipes.cli import build_parser
+
+    defaults = build_parser().parse_args(["finetune"])
+    assert defaults.schedule == "one_cycle"
+    assert (defaults.clipnorm, defaults.clipvalue, defaults.global_clipnorm) == (None, None, None)
+    with pytest.raises(SystemExit):  # argparse: at most one way of clipping
+        build_parser().parse_args(["finetune", "--clipnorm", "1", "--clipvalue", "5"])
+    capsys.readouterr()
+    # Checked before the data is loaded: the error is about the value, not the missing folder.
+    assert main(["finetune", str(tmp_path / "missing"), "--clipvalue", "-1"]) == 2
+    assert "clipvalue must be a positive float" in capsys.readouterr().err
+
+    received = {}
+
+    def fake_fine_tune(model, train, validation=None, **kwargs):
+        received.update(kwargs)
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(kerasrecipes, "fine_tune", fake_fine_tune)
+    assert main(["finetune", str(photo_folder), "--backbone", "mobilenetv3small", "--weights",
+                 "none", "--image-size", "32", "--batch-size", "8", "--global-clipnorm", "1.5",
+                 "--schedule", "warmup_cosine", "--out", str(tmp_path / "out")]) == 2
+    assert "stopped by the test" in capsys.readouterr().err
+    assert received["schedule"] == "warmup_cosine"
+    assert received["global_clipnorm"] == 1.5
+    assert received["clipnorm"] is None and received["clipvalue"] is None

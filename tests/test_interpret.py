@@ -18,7 +18,7 @@ from kerasrecipes.interpret import (
 )
 from kerasrecipes.layers import NormalizeImage
 from kerasrecipes.models import _assemble
-from tiny_models import TINY, tiny_dataset
+from tiny_models import TINY, tiny_arrays, tiny_batches
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -93,10 +93,9 @@ def test_plot_confusion_matrix_writes_a_png(tmp_path):
 
 def test_top_losses_are_the_highest_cross_entropies_worst_first(tmp_path):
     model = _tiny_model()
-    data = tiny_dataset(n=20, batch_size=8)
+    data = tiny_batches(n=20, batch_size=8)
     result = top_losses(model, data, k=5)
-    images = np.concatenate([x.numpy() for x, _ in data])
-    labels = np.concatenate([y.numpy() for _, y in data])
+    images, labels = tiny_arrays(n=20)
     probabilities = keras.ops.convert_to_numpy(model(images, training=False))
     losses = -np.log(probabilities[np.arange(len(labels)), labels])
     order = np.argsort(-losses, kind="stable")[:5]
@@ -127,7 +126,7 @@ def test_grad_cam_points_at_the_evidence_for_the_class():
 
 def test_grad_cam_through_a_built_classifier(tmp_path):
     model = _tiny_model()
-    images = next(iter(tiny_dataset()))[0].numpy()[:3]
+    images = tiny_arrays()[0][:3]
     heatmaps, classes = grad_cam(model, images)
     assert heatmaps.shape == (3, 16, 16)
     assert heatmaps.min() >= 0 and heatmaps.max() <= 1
@@ -141,7 +140,7 @@ def test_grad_cam_through_a_built_classifier(tmp_path):
 
 def test_interpret_writes_every_figure(tmp_path):
     out = str(tmp_path / "out")
-    summary = kr.interpret(_tiny_model(), tiny_dataset(n=12), out, ["r", "g", "b"], top=4,
+    summary = kr.interpret(_tiny_model(), tiny_batches(n=12), out, ["r", "g", "b"], top=4,
                            grad_cams=2)
     assert summary["confusion_matrix"].sum() == 12
     names = sorted(os.listdir(out))
@@ -152,3 +151,9 @@ def test_interpret_writes_every_figure(tmp_path):
     for actual, predicted, count in summary["most_confused"]:
         assert actual != predicted
         assert summary["confusion_matrix"][index[actual], index[predicted]] == count
+
+
+def test_grad_cam_explains_one_output_only():
+    model = kr.build_multitask(TINY, {"label": 3, "level": "regression"}, weights=None)
+    with pytest.raises(ValueError, match="multi-task"):
+        grad_cam(model, tiny_arrays(n=1)[0])

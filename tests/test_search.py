@@ -166,3 +166,90 @@ def test_bad_arguments_name_the_argument(tmp_path):
         search(*args, trials=(2, 2), epochs=(1,), storage=str(tmp_path / "a.db"))
     with pytest.raises(ValueError, match="sampler="):
         search(*args, sampler="grid", storage=str(tmp_path / "a.db"))
+
+
+class _Trial:
+    """An optuna trial stand-in whose pruner always says "prune"."""
+
+    def __init__(self):
+        self.reported = []
+
+    def report(self, value, step):
+        self.reported.append((step, value))
+
+    def should_prune(self):
+        return True
+
+
+def test_the_median_pruner_is_never_asked_at_a_last_epoch():
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    one_epoch = _TrialReporter(_Trial(), "val_accuracy", epochs=1)
+    one_epoch.set_model(model)
+    one_epoch.on_train_begin()
+    one_epoch.on_epoch_end(0, {"val_accuracy": 0.1})
+    assert one_epoch.pruned is None and not model.stop_training
+    assert one_epoch.trial.reported == [(1, 0.1)]
+    three_epochs = _TrialReporter(_Trial(), "val_accuracy", epochs=3)
+    three_epochs.set_model(model)
+    three_epochs.on_train_begin()
+    three_epochs.on_epoch_end(0, {"val_accuracy": 0.1})
+    assert "below the median at epoch 1" in three_epochs.pruned and model.stop_training
+
+
+def _epoch_loop_train_fn(model, params, train, validation, epochs, callbacks):
+    """A stand-in for fit: per-epoch scores from lr (best at 1e-2), growing with the epoch;
+    drives the callbacks like Keras, so pruning decisions are real optuna ones. lr > 0.03
+    "diverges" (NaN loss at the first step, before any epoch is reported)."""
+    import math as m
+
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    model.stop_training = False
+    history = {"val_accuracy": []}
+    for epoch in range(epochs):
+        loss = float("nan") if params["lr"] > 0.03 else 1.0
+        for callback in callbacks:
+            callback.on_train_batch_end(0, {"loss": loss})
+        if model.stop_training and not history["val_accuracy"]:
+            break
+        value = (epoch + 1) / epochs / (1.0 + (m.log10(params["lr"]) + 2.0) ** 2)
+        history["val_accuracy"].append(value)
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, {"val_accuracy": value})
+        if model.stop_training:
+            break
+    return history
+
+
+def test_one_epoch_stages_prune_no_trial_by_the_median_and_the_plot_shows_pruned_trials(
+        tmp_path):
+    calls = []
+    result = search(_trivial_build(calls), None, None, space=SPACE, trials=(8, 6),
+                    epochs=(1, 3), storage=str(tmp_path / "s.db"), seed=3, verbose=0,
+                    train_fn=_epoch_loop_train_fn)
+    stage0 = [t for t in result.trials if t["stage"] == 0]
+    # Only diverging trials stop in the one-epoch stage; none "below the median at epoch 1".
+    assert not any("median" in t["note"] for t in stage0)
+    assert all(t["state"] == "COMPLETE" or "nan" in t["note"] for t in stage0)
+    stage1 = [t for t in result.trials if t["stage"] == 1]
+    median_pruned = [t for t in stage1 if "median" in t["note"]]
+    assert median_pruned, [(t["state"], t["note"]) for t in stage1]
+    # Pruned before the last epoch, with what they had reported until then.
+    assert all(1 <= len(t["reported"]) < 3 for t in median_pruned)
+    # Every trial is a point of the plot: complete ones, pruned ones at their last value,
+    # diverged ones (no value) along the bottom.
+    points = result.points("lr")
+    assert len(points) == len(result.trials)
+    for stage, trials in ((0, stage0), (1, stage1)):
+        kinds = sorted(k for s, k, _, _ in points if s == stage)
+        expected = sorted("complete" if t["state"] == "COMPLETE" else
+                          "pruned" if t["reported"] else "stopped" for t in trials)
+        assert kinds == expected
+    assert {k for _, k, _, _ in points} == {"complete", "pruned", "stopped"}
+    assert all(y is not None for _, k, _, y in points if k != "stopped")
+    assert "(0." in result.table()  # a pruned trial's value, in parentheses
+    assert open(result.plot(str(tmp_path / "s.png")), "rb").read(4) == b"\x89PNG"

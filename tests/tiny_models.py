@@ -30,17 +30,43 @@ TINY = BackboneSpec(
 )
 
 
-def tiny_dataset(n=16, size=16, num_classes=3, batch_size=8, seed=0):
-    """A tf.data dataset of uint8 images whose class is visible in the pixels (learnable)."""
+def tiny_arrays(n=16, size=16, num_classes=3, seed=0):
+    """`(uint8 images, int32 labels)` whose class is visible in the pixels (learnable)."""
     import numpy as np
-    import tensorflow as tf
 
     rng = np.random.default_rng(seed)
     labels = (np.arange(n) % num_classes).astype("int32")
     images = rng.integers(0, 60, (n, size, size, 3)).astype("uint8")
     for i, label in enumerate(labels):
         images[i, :, :, label % 3] += 150
+    return images, labels
+
+
+def tiny_dataset(n=16, size=16, num_classes=3, batch_size=8, seed=0):
+    """A tf.data dataset of `tiny_arrays` batches."""
+    import tensorflow as tf
+
+    images, labels = tiny_arrays(n, size, num_classes, seed)
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+
+
+def tiny_batches(n=16, size=16, num_classes=3, batch_size=8, seed=0):
+    """The batches of `tiny_dataset` as a `keras.utils.PyDataset`: no TensorFlow needed."""
+    import math
+
+    images, labels = tiny_arrays(n, size, num_classes, seed)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return math.ceil(n / batch_size)
+
+        def __getitem__(self, index):
+            if not 0 <= index < len(self):
+                raise IndexError(index)
+            part = slice(index * batch_size, (index + 1) * batch_size)
+            return images[part], labels[part]
+
+    return Batches()
 
 
 def tiny_resnet():
