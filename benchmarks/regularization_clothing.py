@@ -57,7 +57,8 @@ def main(argv=None):
                                        cutmix_alpha=config.get("cutmix", 0.0), seed=seed)
             start = time.time()
             history = kr.fine_tune(model, train, data.validation, head_epochs=args.epochs,
-                                   epochs=0, lr=1e-3, label_smoothing=config.get("label_smoothing", 0.0),
+                                   epochs=0, lr=1e-3, schedule="warmup_cosine",
+                                   label_smoothing=config.get("label_smoothing", 0.0),
                                    verbose=0)
             seconds = time.time() - start
             final = history.history["val_accuracy"][-1]

@@ -22,9 +22,9 @@ def test_finetune_then_predict_from_the_command_line(photo_folder, tmp_path, cap
     printed = capsys.readouterr().out
     assert "stage 1 (head, 1 epochs): best val_accuracy" in printed
     assert "stage 2 (fine_tune, 1 epochs): best val_accuracy" in printed
-    assert {"saved_model.pb", "model.keras", "metrics.json", "history.png", "report.md", "labels.txt"} <= set(
-        os.listdir(out)
-    )
+    expected = {"saved_model.pb", "model.keras", "metrics.json", "history.png", "report.md",
+                "labels.txt"}
+    assert expected <= set(os.listdir(out))
     metrics = json.load(open(out / "metrics.json"))
     assert metrics["class_names"] == ["blue", "green", "red"]
     assert 0.0 <= metrics["final"]["accuracy"] <= 1.0
