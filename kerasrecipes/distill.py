@@ -5,6 +5,12 @@ probabilities, and a snapshot-ensemble teacher averages probabilities, so this m
 log-probabilities (which are logits up to a constant: `softmax(log p / T)` is the tempered
 distribution) in a small `keras.Model` whose `compute_loss` adds the distillation term — backend
 independent, any optimizer, callbacks as usual.
+
+The teacher either runs on every batch (it sees the student's augmented images) or its
+predictions are computed once and carried in the batches as `(images, (labels, teacher_probs))`
+with `teacher=None`: much cheaper for a large teacher, and the teacher may then see the images at
+another resolution than the student. Cached predictions are of un-augmented images, so with strong
+augmentation of the student they match its inputs less well.
 """
 
 import keras
@@ -36,7 +42,9 @@ class Distiller(keras.Model):
 
     Args:
         student: keras.Model to train (probability outputs).
-        teacher: keras.Model or list of models (a snapshot ensemble: probabilities averaged).
+        teacher: keras.Model, list of models (a snapshot ensemble: probabilities averaged), or
+            `None` when every batch carries the teacher's probabilities as
+            `(images, (labels, teacher_probs))` (batches that carry them use them in any case).
             Always run in inference mode, never trained.
         temperature: float > 0. Defaults to `4.0`.
         alpha: float in [0, 1]. Weight of the distillation term. Defaults to `0.5`.
@@ -55,9 +63,15 @@ class Distiller(keras.Model):
             raise ValueError(f"temperature must be > 0. Received: temperature={temperature!r}")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
-        teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
-        if not teachers or not all(isinstance(t, keras.Model) for t in teachers):
-            raise ValueError(f"teacher must be a keras.Model or a list of them. Received: teacher={teacher!r}")
+        if teacher is None:
+            teachers = []
+        else:
+            teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+            if not teachers or not all(isinstance(t, keras.Model) for t in teachers):
+                raise ValueError(
+                    "teacher must be a keras.Model, a list of them, or None (teacher "
+                    f"probabilities carried in the batches). Received: teacher={teacher!r}"
+                )
         for t in teachers:
             if t.output_shape[-1] != student.output_shape[-1]:
                 raise ValueError(
@@ -82,14 +96,50 @@ class Distiller(keras.Model):
         return ops.stop_gradient(total / len(self.teachers))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels, cached = _split_targets(y)
         y_pred = ops.cast(y_pred, "float32")
-        loss = (1.0 - self.alpha) * self.hard_loss(y, y_pred) if self.alpha < 1 else 0.0
+        loss = (1.0 - self.alpha) * self.hard_loss(labels, y_pred) if self.alpha < 1 else 0.0
         if self.alpha > 0:
-            kd = distillation_loss(self.teacher_probs(x), y_pred, self.temperature)
+            if cached is not None:
+                teacher = ops.cast(cached, "float32")
+            elif self.teachers:
+                teacher = self.teacher_probs(x)
+            else:
+                raise ValueError(
+                    "Distiller has no teacher model (teacher=None), so every batch must carry "
+                    "the teacher's probabilities as (images, (labels, teacher_probs))."
+                )
+            kd = distillation_loss(teacher, y_pred, self.temperature)
             loss = loss + self.alpha * ops.mean(kd)
         if self.losses:
             loss = loss + ops.sum(self.losses)
         return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Metrics compare the student with the labels only, never with cached teacher outputs.
+        return super().compute_metrics(x, _split_targets(y)[0], y_pred, sample_weight)
+
+
+def _split_targets(y):
+    """`(labels, cached teacher probabilities or None)` of a batch's targets."""
+    if isinstance(y, (tuple, list)):
+        if len(y) != 2:
+            raise ValueError(
+                "Batches with cached teacher predictions must be (images, (labels, "
+                f"teacher_probs)). Received targets with {len(y)} parts."
+            )
+        return y[0], y[1]
+    return y, None
+
+
+def _carries_teacher(dataset):
+    """Whether a dataset's batches are `(images, (labels, teacher_probs))`."""
+    spec = getattr(dataset, "element_spec", None)
+    if spec is None:
+        from kerasrecipes.train import _first_batch
+
+        spec = _first_batch(dataset)
+    return isinstance(spec, (tuple, list)) and len(spec) >= 2 and isinstance(spec[1], (tuple, list))
 
 
 def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5, epochs=5,
@@ -97,14 +147,19 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
             callbacks=None, verbose=1):
     """Trains `student` (in place) by knowledge distillation from `teacher`.
 
-    Every student layer trains (freeze parts yourself before calling if you want). The teacher
-    sees the same (augmented) batches as the student.
+    Every student layer trains (freeze parts yourself before calling if you want). A teacher
+    model sees the same (augmented) batches as the student. To pay for the teacher only once,
+    pass `teacher=None` and datasets whose batches carry its predictions (see the example); the
+    teacher may then have seen the images at its own resolution. A scratch student's
+    per-channel normalisation is computed on `train` first, as `kr.fit` does.
 
     Args:
-        teacher: keras.Model or list of models (snapshot ensemble), probability outputs.
+        teacher: keras.Model or list of models (snapshot ensemble), probability outputs; or
+            `None` when `train` and `validation` yield `(images, (labels, teacher_probs))`.
         student: keras.Model, probability outputs over the same classes.
-        train: dataset of `(images, int or soft labels)` batches.
-        validation: optional dataset. Defaults to `None`.
+        train: dataset of `(images, int or soft labels)` batches, or of
+            `(images, (labels, teacher_probs))` batches with `teacher=None`.
+        validation: optional dataset like `train`. Defaults to `None`.
         temperature: float > 0. Defaults to `4.0`.
         alpha: float in [0, 1]. Weight of the distillation term (1 = teacher only).
             Defaults to `0.5`.
@@ -124,14 +179,37 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
 
     Example:
     >>> history = distill(teacher, student, data.train, data.validation, epochs=3)
+    >>> # Teacher predictions computed once (here at 128 px), student trained at 64 px:
+    >>> probs = teacher.predict(x_train_128)
+    >>> train = tf.data.Dataset.from_tensor_slices((x_train_64, (y_train, probs)))
+    >>> history = distill(None, student, train.shuffle(4096).batch(32), epochs=3)
     """
     from kerasrecipes.optimizers import get_optimizer
     from kerasrecipes.regularize import Accuracy
-    from kerasrecipes.train import _steps_per_epoch, make_schedule
+    from kerasrecipes.train import _adapt_normalization, _steps_per_epoch, make_schedule
 
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
+    for what, dataset in (("train", train), ("validation", validation)):
+        if dataset is None:
+            continue
+        carries = _carries_teacher(dataset)
+        if teacher is None and not carries:
+            raise ValueError(
+                f"teacher=None needs the teacher's probabilities in the {what} batches: "
+                "(images, (labels, teacher_probs)). Pass the teacher model, or add its "
+                "predictions to the dataset."
+            )
+        spec = getattr(dataset, "element_spec", None)
+        if carries and spec is not None:
+            classes = spec[1][1].shape[-1]
+            if classes is not None and classes != student.output_shape[-1]:
+                raise ValueError(
+                    f"The {what} batches carry teacher probabilities over {classes} classes but "
+                    f"the student predicts {student.output_shape[-1]}: they must match."
+                )
     train, steps = _steps_per_epoch(train, None)
+    _adapt_normalization(student, train)
     distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha)
     distiller.compile(
         optimizer=get_optimizer(optimizer, make_schedule(schedule, lr, epochs * steps),
@@ -139,4 +217,5 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
         metrics=[Accuracy(name="accuracy")],
     )
     return distiller.fit(train, validation_data=validation, epochs=epochs,
+                         shuffle=not hasattr(train, "cardinality"),  # tf.data shuffles itself
                          callbacks=callbacks, verbose=verbose)

@@ -32,10 +32,18 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
     (image size, preprocessing, class names, your `metadata`, library versions) are written beside
     them. Needs the TensorFlow backend.
 
+    A multi-task model (`kr.build_multitask`, a dict output) returns the same outputs per task,
+    prefixed with the task's name: `<task>_probabilities`, `<task>_class_index` (multiclass and
+    binary heads) and `<task>_class_name` (when its class names are given) for classification
+    heads, `<task>_value` (`[N, units]`) for regression heads. Each task's class names go to
+    `labels_<task>.txt`, and `kerasrecipes.json` describes every task under `"tasks"`.
+
     Args:
-        model: keras.Model taking uint8 images, e.g. from `kr.build_classifier`.
+        model: keras.Model taking uint8 images, e.g. from `kr.build_classifier` or
+            `kr.build_multitask`.
         path: str. The SavedModel directory; replaced atomically if it exists.
-        class_names: optional list of str, one per output class.
+        class_names: optional list of str, one per output class; for a multi-task model a dict
+            task → list of str, for any of its classification tasks.
         metadata: optional JSON-serializable dict stored in `kerasrecipes.json` (e.g. backbone,
             training metrics).
         crop_to_aspect_ratio: bool. What `serve_bytes` does to images of another aspect ratio;
@@ -57,30 +65,46 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
     import tensorflow as tf
 
     height, width, channels = model.input_shape[1:]
-    num_outputs = model.output_shape[-1]
-    if class_names is not None:
-        class_names = [str(name) for name in class_names]
-        expected = 2 if num_outputs == 1 else num_outputs
-        if len(class_names) != expected:
+    if isinstance(getattr(model, "output", None), dict):
+        tasks = _task_heads(model, class_names)
+        class_names = {task: head["class_names"] for task, head in tasks.items()
+                       if head["class_names"]}
+    else:
+        if isinstance(class_names, dict):
             raise ValueError(
-                f"class_names has {len(class_names)} names but the model has {expected} classes. "
-                f"Received: class_names={class_names}"
+                "class_names is a dict, but the model has a single output: pass a list of "
+                f"names. Received: class_names={class_names}"
             )
+        units = model.output_shape[-1]
+        kind = "binary" if units == 1 else "multiclass"
+        tasks = {"": _head_info("", kind, units, class_names, "class_names")}
+        class_names = tasks[""]["class_names"]
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
 
-    names = tf.constant(class_names) if class_names else None
+    names = {task: tf.constant(head["class_names"]) if head["class_names"] else None
+             for task, head in tasks.items()}
 
     def serve(images):
-        probabilities = model(images, training=False)
-        if num_outputs == 1:
-            index = tf.cast(probabilities[:, 0] > 0.5, tf.int32)
-        else:
-            index = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        outputs = {"probabilities": probabilities, "class_index": index}
-        if names is not None:
-            outputs["class_name"] = tf.gather(names, index)
+        predictions = model(images, training=False)
+        outputs = {}
+        for task, head in tasks.items():
+            prefix = f"{task}_" if task else ""
+            values = predictions[task] if task else predictions
+            if head["kind"] == "regression":
+                outputs[prefix + "value"] = values
+                continue
+            outputs[prefix + "probabilities"] = values
+            if head["kind"] == "multilabel":
+                continue
+            if head["kind"] == "binary":
+                index = tf.cast(values[:, 0] > 0.5, tf.int32)
+            else:
+                index = tf.argmax(values, axis=-1, output_type=tf.int32)
+            outputs[prefix + "class_index"] = index
+            if names[task] is not None:
+                outputs[prefix + "class_name"] = tf.gather(names[task], index)
         return outputs
 
     def serve_bytes(image_bytes):
@@ -113,12 +137,20 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
         "metadata": metadata or {},
     }
+    if "" not in tasks:
+        info["tasks"] = {
+            task: {"kind": head["kind"], "units": head["units"],
+                   "class_names": head["class_names"], "outputs": head["outputs"]}
+            for task, head in tasks.items()
+        }
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         archive.write_out(staging, verbose=False)
-        if class_names:
-            with open(os.path.join(staging, LABELS_FILE), "w") as f:
-                f.write("\n".join(class_names) + "\n")
+        for task, head in tasks.items():
+            if head["class_names"]:
+                filename = f"labels_{task}.txt" if task else LABELS_FILE
+                with open(os.path.join(staging, filename), "w") as f:
+                    f.write("\n".join(head["class_names"]) + "\n")
         with open(os.path.join(staging, METADATA_FILE), "w") as f:
             json.dump(info, f, indent=2)
         _replace_dir(staging, path)
@@ -126,6 +158,54 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def _task_heads(model, class_names):
+    """Per task of a multi-task model: kind, units, class names and served output names."""
+    from kerasrecipes.multitask import task_kinds
+
+    kinds = task_kinds(model)
+    if class_names is not None and not isinstance(class_names, dict):
+        raise ValueError(
+            "The model is multi-task: class_names must be a dict task → list of names "
+            f"(tasks: {list(kinds)}). Received: class_names={class_names!r}"
+        )
+    class_names = dict(class_names or {})
+    unknown = sorted(set(class_names) - set(kinds))
+    if unknown:
+        raise ValueError(
+            f"class_names names unknown tasks {unknown}; the model's tasks are {list(kinds)}."
+        )
+    return {
+        task: _head_info(task, kind, model.output[task].shape[-1], class_names.get(task),
+                         f"class_names[{task!r}]")
+        for task, kind in kinds.items()
+    }
+
+
+def _head_info(task, kind, units, class_names, argument):
+    prefix = f"{task}_" if task else ""
+    if kind == "regression":
+        if class_names is not None:
+            raise ValueError(
+                f"Task {task!r} is a regression head: it has no class names. "
+                f"Received: {argument}={class_names!r}"
+            )
+        return {"kind": kind, "units": units, "class_names": None, "outputs": [prefix + "value"]}
+    if class_names is not None:
+        class_names = [str(name) for name in class_names]
+        expected = 2 if kind == "binary" else units
+        if len(class_names) != expected:
+            raise ValueError(
+                f"{argument} has {len(class_names)} names but the model has {expected} "
+                f"classes. Received: {argument}={class_names}"
+            )
+    outputs = [prefix + "probabilities"]
+    if kind != "multilabel":
+        outputs.append(prefix + "class_index")
+        if class_names:
+            outputs.append(prefix + "class_name")
+    return {"kind": kind, "units": units, "class_names": class_names, "outputs": outputs}
 
 
 def _preprocessing_config(model):
@@ -158,6 +238,9 @@ def _inference_function(model):
 
 def export_tflite(model, path, quantize=None):
     """Writes a TensorFlow Lite flatbuffer of `model` (uint8 images in, probabilities out).
+
+    A multi-task model's `serve` signature has one output per task, named after it: read them
+    with `interpreter.get_signature_runner("serve")(images=x)` rather than by output index.
 
     Args:
         model: keras.Model taking uint8 images.
@@ -193,6 +276,8 @@ def export_tflite(model, path, quantize=None):
 
 def export_onnx(model, path, opset=17):
     """Writes an ONNX model of `model` (uint8 `images` in, probabilities out) with tf2onnx.
+
+    A multi-task model gets one output per task, named after it (`session.get_outputs()`).
 
     Args:
         model: keras.Model taking uint8 images.

@@ -103,6 +103,7 @@ def build_scratch_cnn(
     downsample="maxpool",
     dense_units=(128,),
     dropout=0.3,
+    spatial_dropout=0.0,
     augment=None,
     task="multiclass",
     normalization_data=None,
@@ -111,10 +112,10 @@ def build_scratch_cnn(
     """Builds a CNN from scratch by the classic design rules.
 
     Stages of `convs_per_stage` × (3×3 conv → BatchNorm → activation), each followed by a
-    downsample, with filters doubling per stage (32 → 64 → 128 by default), then global average
-    pooling and `dense_units` Dense layers with dropout. `preprocess` normalises each channel with
-    the mean/std of the **training** images, stored in the model so validation, test and serving
-    reuse them.
+    downsample (and optionally spatial dropout), with filters doubling per stage (32 → 64 → 128 by
+    default), then global average pooling and `dense_units` Dense layers with dropout.
+    `preprocess` normalises each channel with the mean/std of the **training** images, stored in
+    the model so validation, test and serving reuse them.
 
     Args:
         num_classes: int. Number of classes.
@@ -131,7 +132,12 @@ def build_scratch_cnn(
             stride 2). Defaults to `"maxpool"`.
         dense_units: tuple of ints. Hidden Dense layers (0 to 3) before the classifier.
             Defaults to `(128,)`.
-        dropout: float. Dropout before each Dense layer. Defaults to `0.3`.
+        dropout: float in [0, 1). Dropout before each Dense layer of the head (the hidden ones
+            and the classifier); `0` adds none. Defaults to `0.3`.
+        spatial_dropout: float in [0, 1). `SpatialDropout2D` rate after each stage's downsample:
+            it drops whole feature maps, which regularises conv features better than
+            element-wise dropout because neighbouring pixels are correlated; `0` adds none.
+            Active only in training. Defaults to `0.0`.
         augment: like `build_classifier`. Defaults to `None`.
         task: str. Like `build_classifier`. Defaults to `"multiclass"`.
         normalization_data: optional training images (array or dataset) to compute the channel
@@ -139,11 +145,17 @@ def build_scratch_cnn(
             Defaults to `None`.
         name: str. Defaults to `"scratch_cnn"`.
 
+    Reference: Tompson et al., "Efficient Object Localization Using Convolutional Networks"
+    (2015) for spatial dropout.
+
     Example:
-    >>> model = build_scratch_cnn(10, image_size=32, normalization_data=x_train)
+    >>> model = build_scratch_cnn(10, image_size=32, spatial_dropout=0.1,
+    ...                           normalization_data=x_train)
     """
     size = _pair(image_size)
     _check_task(task, num_classes)
+    _check_rate("dropout", dropout)
+    _check_rate("spatial_dropout", spatial_dropout)
     _check_int("stages", stages, 1, 6)
     _check_int("convs_per_stage", convs_per_stage, 2, 4)
     if not isinstance(filters, int) or filters < 1 or filters & (filters - 1):
@@ -179,6 +191,8 @@ def build_scratch_cnn(
             x = keras.layers.Activation(activation, name=f"stage{stage}_act{i}")(x)
         if downsample == "maxpool":
             x = keras.layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+        if spatial_dropout:
+            x = keras.layers.SpatialDropout2D(spatial_dropout, name=f"stage{stage}_dropout")(x)
     features = keras.Model(inputs, x, name="backbone")
 
     head = _head(
@@ -207,6 +221,7 @@ def build_resnet(
     stem="small",
     activation="relu",
     dropout=0.0,
+    spatial_dropout=0.0,
     augment=None,
     task="multiclass",
     normalization_data=None,
@@ -227,19 +242,26 @@ def build_resnet(
         stem: str. `"small"` (one 3×3 conv, for 32–64 px images) or `"imagenet"` (7×7 stride-2
             conv and max-pool). Defaults to `"small"`.
         activation: str. One of `ACTIVATIONS`. Defaults to `"relu"`.
-        dropout: float. Dropout before the classifier. Defaults to `0.0`.
+        dropout: float in [0, 1). Dropout before the classifier. Defaults to `0.0`.
+        spatial_dropout: float in [0, 1). `SpatialDropout2D` inside every residual block,
+            between its convolutions (where Wide ResNets put their dropout), dropping whole
+            feature maps; the shortcut is never dropped. `0` adds none. Active only in training.
+            Defaults to `0.0`.
         augment: like `build_classifier`.
         task: str. Like `build_classifier`.
         normalization_data: like `build_scratch_cnn`.
         name: optional str. Defaults to the depth's name.
 
-    Reference: He et al., "Deep Residual Learning for Image Recognition" (2015).
+    Reference: He et al., "Deep Residual Learning for Image Recognition" (2015); Zagoruyko &
+    Komodakis, "Wide Residual Networks" (2016) for dropout inside the blocks.
 
     Example:
     >>> model = build_resnet(10, "resnet9", image_size=32, normalization_data=x_train)
     """
     size = _pair(image_size)
     _check_task(task, num_classes)
+    _check_rate("dropout", dropout)
+    _check_rate("spatial_dropout", spatial_dropout)
     initializer = _initializer(activation, None)
     if stem not in ("small", "imagenet"):
         raise ValueError(f"stem must be 'small' or 'imagenet'. Received: stem={stem!r}")
@@ -253,6 +275,11 @@ def build_resnet(
         x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
         return keras.layers.Activation(activation, name=f"{prefix}_act")(x) if act else x
 
+    def block_dropout(x, prefix):
+        if not spatial_dropout:
+            return x
+        return keras.layers.SpatialDropout2D(spatial_dropout, name=f"{prefix}_dropout")(x)
+
     inputs = keras.Input((*size, 3), name="pixels")
     if depth == "resnet9":
         x = conv_bn(inputs, filters * widen_factor, 3, 1, "stem")
@@ -262,6 +289,7 @@ def build_resnet(
             x = keras.layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
             if residual:
                 y = conv_bn(x, width, 3, 1, f"stage{stage}_res1")
+                y = block_dropout(y, f"stage{stage}_res")
                 y = conv_bn(y, width, 3, 1, f"stage{stage}_res2")
                 x = keras.layers.Add(name=f"stage{stage}_add")([x, y])
     else:
@@ -282,10 +310,12 @@ def build_resnet(
                     shortcut = conv_bn(x, width * expansion, 1, strides, f"{prefix}_proj", False)
                 if block == "basic":
                     y = conv_bn(x, width, 3, strides, f"{prefix}_1")
+                    y = block_dropout(y, prefix)
                     y = conv_bn(y, width, 3, 1, f"{prefix}_2", act=False)
                 else:
                     y = conv_bn(x, width, 1, 1, f"{prefix}_1")
                     y = conv_bn(y, width, 3, strides, f"{prefix}_2")
+                    y = block_dropout(y, prefix)
                     y = conv_bn(y, width * expansion, 1, 1, f"{prefix}_3", act=False)
                 x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
                 x = keras.layers.Activation(activation, name=f"{prefix}_out")(x)
@@ -345,8 +375,7 @@ def _augment_model(augment):
 
 def _head(feature_shape, num_classes, task, dropout, hidden_units, activation="relu",
           initializer="glorot_uniform"):
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+    _check_rate("dropout", dropout)
     layers = []
     if len(feature_shape) == 4:
         layers.append(keras.layers.GlobalAveragePooling2D(name="avg_pool"))
@@ -407,6 +436,11 @@ def _check_task(task, num_classes):
 def _check_int(name, value, low, high):
     if not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must be an int in [{low}, {high}]. Received: {name}={value!r}")
+
+
+def _check_rate(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")
 
 
 def _initializer(activation, kernel_initializer):

@@ -6,7 +6,7 @@ Deep Neural Networks" (2017).
 
 import keras
 
-from kerasrecipes.models import _augment_model, backbone_features
+from kerasrecipes.models import _augment_model, _check_rate, backbone_features
 
 KINDS = ("multiclass", "binary", "multilabel", "regression")
 
@@ -79,8 +79,7 @@ def build_multitask(backbone, heads, image_size=None, weights="imagenet", augmen
     for task, w in loss_weights.items():
         if not isinstance(w, (int, float)) or w < 0:
             raise ValueError(f"loss_weights[{task!r}] must be a float >= 0. Received: {w!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+    _check_rate("dropout", dropout)
     spec, size, features = backbone_features(backbone, image_size, weights, freeze_bn)
 
     feature_input = keras.Input(features.output.shape[1:], name="features")

@@ -39,22 +39,33 @@ def test_serves_in_inference_mode_and_matches_predict(model, tmp_path):
     assert info["image_size"] == [16, 16] and info["metadata"] == {"note": "test"}
 
 
+def _serve_in_a_fresh_process(path, images, tmp_path):
+    """The export's `serve` outputs in a new interpreter, through tf.saved_model.load and
+    through keras.layers.TFSMLayer (keys prefixed `tfsm_`); strings as bytes."""
+    np.save(tmp_path / "x.npy", images)
+    code = (
+        "import numpy as np, tensorflow as tf, keras\n"
+        "def arrays(outputs):\n"
+        "    return {k: np.asarray(v).astype('S') if tf.as_dtype(v.dtype) == tf.string\n"
+        "            else np.asarray(v) for k, v in outputs.items()}\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"m = tf.saved_model.load({str(path)!r})\n"
+        "out = arrays(m.serve(x))\n"
+        f"layer = keras.layers.TFSMLayer({str(path)!r}, call_endpoint='serve')\n"
+        "out.update({'tfsm_' + k: v for k, v in arrays(layer(x)).items()})\n"
+        f"np.savez({str(tmp_path / 'y.npz')!r}, **out)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return dict(np.load(tmp_path / "y.npz"))
+
+
 def test_loads_in_a_fresh_process_with_identical_outputs(model, tmp_path):
     """Through tf.saved_model.load and through keras.layers.TFSMLayer, in a new interpreter."""
     path = kr.export_saved_model(model, tmp_path / "export", class_names=["a", "b", "c"])
-    np.save(tmp_path / "x.npy", IMAGES)
-    code = (
-        "import numpy as np, tensorflow as tf, keras\n"
-        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        f"m = tf.saved_model.load({str(path)!r})\n"
-        f"np.save({str(tmp_path / 'y1.npy')!r}, m.serve(x)['probabilities'].numpy())\n"
-        f"layer = keras.layers.TFSMLayer({str(path)!r}, call_endpoint='serve')\n"
-        f"np.save({str(tmp_path / 'y2.npy')!r}, np.asarray(layer(x)['probabilities']))\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    served = _serve_in_a_fresh_process(path, IMAGES, tmp_path)
     expected = model.predict(IMAGES, verbose=0)
-    np.testing.assert_allclose(np.load(tmp_path / "y1.npy"), expected, atol=1e-5)
-    np.testing.assert_allclose(np.load(tmp_path / "y2.npy"), expected, atol=1e-5)
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+    np.testing.assert_allclose(served["tfsm_probabilities"], expected, atol=1e-5)
 
 
 def test_bytes_signature_decodes_and_resizes_like_training(model, make_image_folder, tmp_path):
@@ -151,3 +162,111 @@ def test_snapshot_ensemble_and_tta_wrapper_export_as_one_savedmodel(model, tmp_p
                                    wrapped.predict(IMAGES, verbose=0), atol=1e-5)
     np.testing.assert_allclose(kr.tta_model(model, n=4).predict(IMAGES, verbose=0),
                                kr.predict_tta(model, IMAGES, n=4), atol=1e-5)
+
+
+IMAGES_32 = np.random.default_rng(1).integers(0, 60, (6, 32, 32, 3)).astype("uint8")
+for _i in range(6):  # a different bright channel per image: different predicted classes
+    IMAGES_32[_i, ..., _i % 3] += 150
+
+
+@pytest.fixture(scope="module")
+def multitask_model():
+    keras.utils.set_random_seed(0)
+    model = kr.build_multitask(TINY, {"label": 3, "brightness": "regression"}, image_size=32,
+                               weights=None, augment="light")
+    # Non-trivial outputs: large output weights, and label biases that centre the logits over
+    # IMAGES_32 so that the images get different classes.
+    head = model.get_layer("head")
+    for task in ("label", "brightness"):
+        kernel = head.get_layer(task).kernel
+        kernel.assign(np.random.default_rng(2).normal(0, 20, kernel.shape).astype("float32"))
+    features = model.get_layer("backbone")(model.get_layer("preprocess")(IMAGES_32))
+    pooled = keras.ops.convert_to_numpy(keras.ops.mean(features, axis=(1, 2)))
+    label = head.get_layer("label")
+    label.bias.assign(-(pooled @ keras.ops.convert_to_numpy(label.kernel)).mean(0))
+    return model
+
+
+def _predict_tasks(model, images):
+    return {task: np.asarray(value) for task, value in model.predict(images, verbose=0).items()}
+
+
+def test_multitask_model_serves_one_output_per_task(multitask_model, tmp_path):
+    import tensorflow as tf
+
+    names = ["red", "green", "blue"]
+    path = kr.export_saved_model(multitask_model, tmp_path / "multi",
+                                 class_names={"label": names}, metadata={"note": "two tasks"})
+    expected = _predict_tasks(multitask_model, IMAGES_32)
+    index = expected["label"].argmax(-1)
+    assert len(set(index.tolist())) > 1  # the class names below are not all the same one
+    served = tf.saved_model.load(path)
+    blobs = tf.stack([tf.io.encode_png(image) for image in IMAGES_32])
+    for outputs in (served.serve(IMAGES_32), served.serve_bytes(blobs)):
+        assert sorted(outputs) == ["brightness_value", "label_class_index", "label_class_name",
+                                   "label_probabilities"]
+        np.testing.assert_allclose(outputs["label_probabilities"].numpy(), expected["label"],
+                                   atol=1e-5)
+        np.testing.assert_allclose(outputs["brightness_value"].numpy(), expected["brightness"],
+                                   atol=1e-5)
+        assert outputs["label_class_index"].numpy().tolist() == index.tolist()
+        assert [n.decode() for n in outputs["label_class_name"].numpy()] == [
+            names[i] for i in index]
+    assert open(os.path.join(path, "labels_label.txt")).read().split() == names
+    assert not os.path.exists(os.path.join(path, "labels.txt"))
+    info = json.load(open(os.path.join(path, "kerasrecipes.json")))
+    assert info["class_names"] == {"label": names}
+    assert info["metadata"] == {"note": "two tasks"} and info["image_size"] == [32, 32]
+    assert info["tasks"] == {
+        "label": {"kind": "multiclass", "units": 3, "class_names": names,
+                  "outputs": ["label_probabilities", "label_class_index", "label_class_name"]},
+        "brightness": {"kind": "regression", "units": 1, "class_names": None,
+                       "outputs": ["brightness_value"]},
+    }
+
+    fresh = _serve_in_a_fresh_process(path, IMAGES_32, tmp_path)
+    for prefix in ("", "tfsm_"):
+        np.testing.assert_allclose(fresh[prefix + "label_probabilities"], expected["label"],
+                                   atol=1e-5)
+        np.testing.assert_allclose(fresh[prefix + "brightness_value"], expected["brightness"],
+                                   atol=1e-5)
+        assert fresh[prefix + "label_class_name"].tolist() == [names[i].encode() for i in index]
+
+
+def test_multitask_tflite_and_onnx_name_their_outputs_after_the_tasks(multitask_model, tmp_path):
+    import tensorflow as tf
+
+    from kerasrecipes.export import export_onnx, export_tflite
+
+    expected = _predict_tasks(multitask_model, IMAGES_32)
+    interpreter = tf.lite.Interpreter(model_path=export_tflite(multitask_model,
+                                                               tmp_path / "m.tflite"))
+    got = interpreter.get_signature_runner("serve")(images=IMAGES_32)
+    assert sorted(got) == ["brightness", "label"]
+    for task in got:
+        np.testing.assert_allclose(got[task], expected[task], atol=1e-5)
+
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    session = ort.InferenceSession(export_onnx(multitask_model, tmp_path / "m.onnx"))
+    names = [output.name for output in session.get_outputs()]
+    got = dict(zip(names, session.run(None, {session.get_inputs()[0].name: IMAGES_32})))
+    assert sorted(got) == ["brightness", "label"]
+    for task in got:
+        np.testing.assert_allclose(got[task], expected[task], atol=1e-5)
+
+
+@pytest.mark.parametrize("class_names, message", [
+    (["a", "b", "c"], "The model is multi-task: class_names must be a dict task"),
+    ({"colour": ["a", "b", "c"]}, "class_names names unknown tasks \\['colour'\\]"),
+    ({"brightness": ["low", "high"]}, "Task 'brightness' is a regression head"),
+    ({"label": ["a", "b"]}, "class_names\\['label'\\] has 2 names but the model has 3 classes"),
+])
+def test_multitask_class_names_errors(multitask_model, tmp_path, class_names, message):
+    with pytest.raises(ValueError, match=message):
+        kr.export_saved_model(multitask_model, tmp_path / "x", class_names=class_names)
+
+
+def test_single_output_model_rejects_class_names_per_task(model, tmp_path):
+    with pytest.raises(ValueError, match="class_names is a dict, but the model has a single"):
+        kr.export_saved_model(model, tmp_path / "x", class_names={"label": ["a", "b", "c"]})

@@ -164,3 +164,75 @@ def test_resnet_errors():
         kr.build_resnet(10, "resnet19")
     with pytest.raises(ValueError, match="stem must be"):
         kr.build_resnet(10, stem="huge")
+
+
+def _rates(model, layer_type):
+    """Rates of the `layer_type` layers in the backbone and head, in order."""
+    layers = model.get_layer("backbone").layers + model.get_layer("head").layers
+    return [layer.rate for layer in layers if type(layer) is layer_type]
+
+
+def _dropout_is_active_only_in_training(model, submodel, inputs):
+    layer = model.get_layer(submodel)
+    # BatchNorm in training mode is deterministic for a given batch: two training calls can
+    # differ only through dropout.
+    train = [keras.ops.convert_to_numpy(layer(inputs, training=True)) for _ in range(2)]
+    infer = [keras.ops.convert_to_numpy(layer(inputs, training=False)) for _ in range(2)]
+    np.testing.assert_array_equal(infer[0], infer[1])
+    return not np.array_equal(train[0], train[1])
+
+
+def test_scratch_cnn_dropout_and_spatial_dropout():
+    keras.utils.set_random_seed(0)
+    model = kr.build_scratch_cnn(3, image_size=16, stages=2, dense_units=(8,), dropout=0.5,
+                                 spatial_dropout=0.25, normalization_data=IMAGES)
+    backbone = model.get_layer("backbone")
+    assert _rates(model, keras.layers.SpatialDropout2D) == [0.25, 0.25]
+    # After each stage's downsample, so whole (pooled) feature maps are dropped.
+    names = [layer.name for layer in backbone.layers]
+    assert names.index("stage1_dropout") == names.index("stage1_pool") + 1
+    assert _rates(model, keras.layers.Dropout) == [0.5, 0.5]
+    x = keras.ops.convert_to_numpy(model.get_layer("preprocess")(IMAGES))
+    assert _dropout_is_active_only_in_training(model, "backbone", x)
+    features = backbone(x, training=False)
+    assert _dropout_is_active_only_in_training(model, "head", features)
+    predictions = model.predict(IMAGES, verbose=0)
+    np.testing.assert_array_equal(predictions, model.predict(IMAGES, verbose=0))
+
+    plain = kr.build_scratch_cnn(3, image_size=16, stages=2, dense_units=(8,), dropout=0.0,
+                                 normalization_data=IMAGES)
+    assert _rates(plain, keras.layers.SpatialDropout2D) == _rates(plain, keras.layers.Dropout) == []
+    assert not _dropout_is_active_only_in_training(plain, "backbone", x)
+
+
+@pytest.mark.parametrize("depth, blocks", [("resnet9", 2), (("basic", (1, 2)), 3),
+                                           (("bottleneck", (1, 1)), 2)])
+def test_resnet_spatial_dropout_inside_every_residual_block(depth, blocks):
+    keras.utils.set_random_seed(0)
+    model = kr.build_resnet(3, depth, image_size=16, filters=4, dropout=0.2,
+                            spatial_dropout=0.1, normalization_data=IMAGES)
+    assert _rates(model, keras.layers.SpatialDropout2D) == [0.1] * blocks
+    assert _rates(model, keras.layers.Dropout) == [0.2]
+    x = keras.ops.convert_to_numpy(model.get_layer("preprocess")(IMAGES))
+    assert _dropout_is_active_only_in_training(model, "backbone", x)
+    predictions = model.predict(IMAGES, verbose=0)
+    np.testing.assert_array_equal(predictions, model.predict(IMAGES, verbose=0))
+    # Between the block's convolutions (the residual branch; the shortcut is never dropped).
+    names = [layer.name for layer in model.get_layer("backbone").layers]
+    prefix = "stage1_res" if depth == "resnet9" else "stage1_block1"
+    if depth == "resnet9":
+        before = "stage1_res1_act"
+    else:
+        before = f"{prefix}_1_act" if depth[0] == "basic" else f"{prefix}_2_act"
+    assert names.index(f"{prefix}_dropout") == names.index(before) + 1
+
+
+@pytest.mark.parametrize("builder", [kr.build_scratch_cnn, kr.build_resnet])
+@pytest.mark.parametrize("kwargs, message", [
+    ({"spatial_dropout": 1.0}, "spatial_dropout must be in \\[0, 1\\). Received: spatial_drop"),
+    ({"spatial_dropout": -0.1}, "spatial_dropout must be in"),
+    ({"dropout": "0.2"}, "dropout must be in \\[0, 1\\). Received: dropout='0.2'"),
+])
+def test_dropout_rates_are_validated(builder, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        builder(3, image_size=16, **kwargs)
