@@ -11,7 +11,7 @@ On a CPU, `--quick` runs the same code paths at toy sizes (CI keeps the script f
 
 For each model (ResNet50, EfficientNetV2B0, EfficientNet-Lite0 at 224 px, batch 256, bf16):
 (a) kerasrecipes: in-memory uint8 images → `kr.build_classifier` (on-device augment/preprocess)
-    → `kr.fit_one_cycle` (one-cycle LR + momentum cycling callback);
+    → `kr.fit_one_cycle` (one-cycle LR + momentum cycled inside the optimizer step);
 (b) ceiling for Keras: a hand-written `jax.jit` step of `stateless_call` + `stateless_apply` on
     device-resident data;
 (c) timm with `torch.compile`, bf16 autocast and channels_last (eager in `--quick`).
