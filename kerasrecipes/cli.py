@@ -269,8 +269,10 @@ def build_parser():
     clip = ft.add_mutually_exclusive_group()
     clip.add_argument("--clipnorm", type=float, default=None, metavar="NORM",
                       help="clip each gradient to this norm")
-    clip.add_argument("--clipvalue", type=float, default=None, metavar="VALUE",
-                      help="clip gradient elements to [-VALUE, VALUE] (the classic recipe: 5)")
+    clip.add_argument("--clipvalue", type=float, nargs="?", const=5.0, default=None,
+                      metavar="VALUE",
+                      help="clip gradient elements to [-VALUE, VALUE]; without VALUE: 5, the "
+                           "classic recipe")
     clip.add_argument("--global-clipnorm", type=float, default=None, metavar="NORM",
                       help="scale all gradients together to at most this global norm")
     ft.add_argument("--augment", default="light", choices=["none", "light", "standard", "strong"])

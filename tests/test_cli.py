@@ -79,6 +79,8 @@ def test_finetune_passes_schedule_and_clipping_and_checks_them_first(photo_folde
     defaults = build_parser().parse_args(["finetune"])
     assert defaults.schedule == "one_cycle"
     assert (defaults.clipnorm, defaults.clipvalue, defaults.global_clipnorm) == (None, None, None)
+    assert build_parser().parse_args(["finetune", "--clipvalue"]).clipvalue == 5.0
+    assert build_parser().parse_args(["finetune", "--clipvalue", "2"]).clipvalue == 2.0
     with pytest.raises(SystemExit):  # argparse: at most one way of clipping
         build_parser().parse_args(["finetune", "--clipnorm", "1", "--clipvalue", "5"])
     capsys.readouterr()
