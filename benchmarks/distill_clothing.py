@@ -16,7 +16,9 @@ augmentation (flip, ±10% translation and zoom). Trained (a) alone on the labels
 warmup-cosine), data order and initial weights for a given seed; two seeds. Validation accuracy is
 the last epoch's (equal epochs, no early stopping or best-epoch picking).
 
-About 20-25 minutes on a shared 2-core CPU:
+It needs about 32 CPU-minutes (1,901 CPU-s measured; each student ~420-460 CPU-s); the wall time
+depends on what else runs on the cores: 57 min measured on the shared 2-core CPU at load average
+~9 from other jobs, ~8 min per student at load ~3.5. Lower `--student-epochs` to go faster.
 
     nice -n 10 .venv/bin/python benchmarks/distill_clothing.py --data ../shared/data/clothing \
         --out /tmp/distill_clothing.json
