@@ -269,6 +269,15 @@ def _positive(name, value, integer=False):
         raise ValueError(f"{name} must be {kind}. Received: {name}={value!r}")
 
 
+def _check_phases(pct_start, three_phase):
+    if not (isinstance(pct_start, (int, float)) and 0 < pct_start < 1):
+        raise ValueError(f"pct_start must be in (0, 1). Received: pct_start={pct_start!r}")
+    if three_phase and pct_start >= 0.5:
+        raise ValueError(
+            f"pct_start must be < 0.5 with three_phase=True. Received: pct_start={pct_start}"
+        )
+
+
 def _choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}. Received: {name}={value!r}")
@@ -298,12 +307,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                  anneal="cos", three_phase=False):
         _positive("max_lr", max_lr)
         _positive("total_steps", total_steps, integer=True)
-        if not (isinstance(pct_start, (int, float)) and 0 < pct_start < 1):
-            raise ValueError(f"pct_start must be in (0, 1). Received: pct_start={pct_start!r}")
-        if three_phase and pct_start >= 0.5:
-            raise ValueError(
-                f"pct_start must be < 0.5 with three_phase=True. Received: pct_start={pct_start}"
-            )
+        _check_phases(pct_start, three_phase)
         _positive("div", div)
         _positive("final_div", final_div)
         _choice("anneal", anneal, ANNEAL)
@@ -361,12 +365,7 @@ class OneCycleMomentum(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, total_steps, pct_start=0.25, base_momentum=0.85, max_momentum=0.95,
                  anneal="cos", three_phase=False):
         _positive("total_steps", total_steps, integer=True)
-        if not (isinstance(pct_start, (int, float)) and 0 < pct_start < 1):
-            raise ValueError(f"pct_start must be in (0, 1). Received: pct_start={pct_start!r}")
-        if three_phase and pct_start >= 0.5:
-            raise ValueError(
-                f"pct_start must be < 0.5 with three_phase=True. Received: pct_start={pct_start}"
-            )
+        _check_phases(pct_start, three_phase)
         _momentum_range(base_momentum, max_momentum)
         _choice("anneal", anneal, ANNEAL)
         self.total_steps = int(total_steps)
