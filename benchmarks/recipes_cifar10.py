@@ -7,9 +7,12 @@
 
 Model: `build_resnet(10, "resnet9", filters=16)` (the DAWNBench net at 1/4 width), SGD Nesterov
 momentum 0.9, weight decay 5e-4 (decoupled), batch 128, no augmentation. Reports median test
-accuracy and wall time over the seeds. Run:
+accuracy and wall time over the seeds. Run (about 65 min on an idle 2-core CPU):
 
-    nice -n 10 python benchmarks/recipes_cifar10.py --data ../shared/data/cifar10 --parts a
+    python benchmarks/recipes_cifar10.py --data ../shared/data/cifar10 --parts a --lr 0.1 0.03 \
+        --train-per-class 1000 --epochs 6 --seeds 0 1 2
+
+`--parts c --grid` (no grid LRs) times `find_lr` and runs only the valley suggestion.
 
 The GPU issue runs the full-size version (all 50k images, more epochs).
 """
@@ -97,7 +100,13 @@ def run_config(name, x_train, y_train, x_test, y_test, epochs, lr, seed, batch=1
     return {"accuracy": float(np.mean(probs.argmax(1) == y_test)), "seconds": seconds}
 
 
-def find_lr_cost(x_train, y_train, seed, batch=128):
+def find_lr_cost(x_train, y_train, seed, repeats=3, batch=128):
+    """`find_lr` with its defaults (for the suggestion), then its wall time vs. 100 fit steps.
+
+    The timing alternates fit and find_lr `repeats` times after a warm-up of both, so load changes
+    hit both alike; the timed find_lr calls ramp to max_lr=1 with divergence stopping off, so they
+    run all 100 steps like the fit they are compared with. Returns (result, fit_s, find_lr_s).
+    """
     import tensorflow as tf
 
     import kerasrecipes as kr
@@ -108,11 +117,21 @@ def find_lr_cost(x_train, y_train, seed, batch=128):
     model.compile(kr.get_optimizer("nesterov", 1e-3, weight_decay=5e-4),
                   "sparse_categorical_crossentropy")
     model.fit(train, steps_per_epoch=5, epochs=1, verbose=0)  # trace + warm the pipeline
-    start = time.time()
     model.fit(train, steps_per_epoch=100, epochs=1, verbose=0)
-    fit_seconds = time.time() - start
     result = kr.find_lr(model, train, min_lr=1e-5, max_lr=10, num_steps=100, verbose=0)
-    return result, fit_seconds
+    fit_times, find_times = [], []
+    for _ in range(repeats):
+        start = time.time()
+        model.fit(train, steps_per_epoch=100, epochs=1, verbose=0)
+        fit_times.append(time.time() - start)
+        start = time.time()
+        timed = kr.find_lr(model, train, min_lr=1e-5, max_lr=1.0, num_steps=100,
+                           diverge_threshold=1e30, verbose=0)
+        find_times.append(time.time() - start)
+        print(f"  100 fit steps {fit_times[-1]:.1f} s, find_lr {find_times[-1]:.1f} s", flush=True)
+        if len(timed.lrs) != 100:
+            raise RuntimeError(f"timed find_lr stopped after {len(timed.lrs)} steps")
+    return result, statistics.median(fit_times), statistics.median(find_times)
 
 
 def main(argv=None):
@@ -121,10 +140,12 @@ def main(argv=None):
     parser.add_argument("--train-per-class", type=int, default=500)
     parser.add_argument("--test-per-class", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=0.1, help="peak/constant LR of part (a)")
+    parser.add_argument("--lr", type=float, nargs="+", default=[0.1],
+                        help="peak/constant LR(s) of part (a); part (b) uses the first")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--parts", default="a", help="any of a, b, c")
-    parser.add_argument("--grid", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3])
+    parser.add_argument("--grid", type=float, nargs="*", default=[0.01, 0.03, 0.1, 0.3],
+                        help="one-cycle peak LRs of part (c); none to time find_lr only")
     args = parser.parse_args(argv)
     if not os.path.isdir(os.path.join(args.data, "train")):
         print(f"skipped: no CIFAR-10 folder at {args.data!r} (expects train/<class>/*.jpg)")
@@ -137,17 +158,17 @@ def main(argv=None):
 
     configs = []
     if "a" in args.parts:
-        configs += [("constant", args.lr), ("step", args.lr), ("one_cycle", args.lr)]
+        configs += [(name, lr) for lr in args.lr for name in ("constant", "step", "one_cycle")]
     if "b" in args.parts:
-        configs += [("cosine", args.lr), (f"snapshotx{2}", args.lr)]
+        configs += [("cosine", args.lr[0]), (f"snapshotx{2}", args.lr[0])]
     suggested = None
     rows = []
     if "c" in args.parts:
-        result, fit_seconds = find_lr_cost(x_train, y_train, args.seeds[0])
+        result, fit_seconds, find_seconds = find_lr_cost(x_train, y_train, args.seeds[0])
         suggested = result.suggestion("valley")
-        rows.append((f"find_lr ({len(result.lrs)} steps) vs 100 fit steps", "-",
-                     f"{result.seconds:.1f} s vs {fit_seconds:.1f} s "
-                     f"({result.seconds / fit_seconds:.2f}x)", "-"))
+        rows.append(("find_lr (100 steps) vs 100 fit steps, median of 3 interleaved", "-",
+                     f"{find_seconds:.1f} s vs {fit_seconds:.1f} s "
+                     f"({find_seconds / fit_seconds:.2f}x)", "-"))
         print(f"find_lr suggestions: {result.suggestions()}", flush=True)
         configs += [(f"one_cycle@{lr:g}", lr) for lr in args.grid]
         if suggested:
