@@ -49,16 +49,22 @@ def test_train_bn_true_updates_the_statistics(tmp_path):
     assert _changed(before, bn)
 
 
+class _RecordOptimizers(keras.callbacks.Callback):
+    """Appends the optimizer each `fit` (each fine-tuning stage) starts with to `seen`."""
+
+    def __init__(self, seen):
+        super().__init__()
+        self.seen = seen
+
+    def on_train_begin(self, logs=None):
+        self.seen.append(self.model.optimizer)
+
+
 def test_history_is_one_record_of_both_stages_and_each_stage_recompiles(tmp_path):
     model = _pretrained_tiny(tmp_path)
     seen = []
-
-    class Spy(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            seen.append(self.model.optimizer)
-
     history = kr.fine_tune(model, tiny_dataset(), tiny_dataset(seed=1), head_epochs=2, epochs=2,
-                           callbacks=[Spy()], early_stopping=None, verbose=0)
+                           callbacks=[_RecordOptimizers(seen)], early_stopping=None, verbose=0)
     assert len(seen) == 2 and seen[0] is not seen[1]
     assert history.epochs == 4
     assert [s["name"] for s in history.stages] == ["head", "fine_tune"]
@@ -224,17 +230,12 @@ def test_fine_tune_default_is_one_cycle_per_stage_with_momentum_in_the_optimizer
 
     model = _pretrained_tiny(tmp_path)
     seen = []
-
-    class Spy(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            seen.append(self.model.optimizer)
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # A PyDataset (2 batches): this test also runs without TensorFlow.
         history = kr.fine_tune(model, tiny_batches(), head_epochs=2, epochs=3, lr=1e-2,
-                               unfreeze="gradual", early_stopping=None, callbacks=[Spy()],
-                               verbose=0)
+                               unfreeze="gradual", early_stopping=None,
+                               callbacks=[_RecordOptimizers(seen)], verbose=0)
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "shuffle" in m or "momentum" in m], messages
     assert [type(opt._learning_rate) for opt in seen] == [OneCycle] * 4
