@@ -138,6 +138,18 @@ def _predict(args):
     return 0
 
 
+def _serve(args):
+    from kerasrecipes import serving
+
+    return serving.run(
+        args.model_dir, host=args.host, port=args.port, workers=args.workers,
+        name=args.model_name, max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms,
+        max_queue=args.max_queue, max_request_bytes=args.max_request_bytes,
+        max_image_pixels=args.max_image_pixels, drain_timeout=args.drain_timeout,
+        log_level=args.log_level,
+    )
+
+
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-dynamic", "onnx")
 
 
@@ -310,6 +322,35 @@ def build_parser():
     ex.add_argument("--labels", default=None,
                     help="labels.txt with one class name a line (default: next to the model)")
     ex.set_defaults(func=_export)
+
+    sv = sub.add_parser("serve", help="serve an exported model over HTTP (TF Serving's REST API "
+                        "with dynamic batching, plus POST /predict for file uploads)")
+    sv.add_argument("model_dir", metavar="SAVED_MODEL_DIR",
+                    help="an export (finetune's --out, kr.export_saved_model) or a TF Serving "
+                    "base directory with numeric versions")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+    sv.add_argument("--port", type=int, default=8501, help="TCP port (0: a free one); 8501 is "
+                    "TF Serving's REST port")
+    sv.add_argument("--workers", type=int, default=1,
+                    help="server processes, each with its own copy of the model")
+    sv.add_argument("--model-name", default=None,
+                    help="the <name> in /v1/models/<name> (default: the directory's name)")
+    sv.add_argument("--max-batch", type=int, default=32,
+                    help="most images in one model call; 1 turns batching off")
+    sv.add_argument("--batch-timeout-ms", type=float, default=2.0,
+                    help="how long a batch waits for more images after its first one")
+    sv.add_argument("--max-queue", type=int, default=256,
+                    help="most images waiting for the model; beyond it: 503 + Retry-After")
+    sv.add_argument("--max-request-bytes", type=int, default=32 * 2**20,
+                    help="largest request body; beyond it: 413 (default 32 MiB)")
+    sv.add_argument("--max-image-pixels", type=int, default=50_000_000,
+                    help="images with more pixels are refused by their header, undecoded")
+    sv.add_argument("--drain-timeout", type=float, default=30.0,
+                    help="seconds SIGTERM waits for in-flight requests before exiting")
+    sv.add_argument("--log-level", default="warning",
+                    choices=["critical", "error", "warning", "info", "debug"],
+                    help="uvicorn's log level; info also logs every request")
+    sv.set_defaults(func=_serve)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: plot and suggested LRs")
     lf.add_argument("data", nargs="?", help="image folder; omit to use the embedded demo data")
