@@ -1,5 +1,7 @@
 """kerasrecipes: train image classifiers the way the best practitioners do, Keras-native."""
 
+# The backbone registry is a leaf (`kerasrecipes.registry`); these modules register into it.
+from kerasrecipes import backbones, efficientnet_lite, hub  # noqa: F401
 from kerasrecipes import datasets
 from kerasrecipes.augment import (
     ColorJitter,
@@ -17,7 +19,14 @@ from kerasrecipes.backbones import (
     register_backbone,
 )
 from kerasrecipes.diagnostics import doctor
-from kerasrecipes.data import ImageData, albumentations_map, array_datasets, image_folder_datasets, load_image, tfds_datasets
+from kerasrecipes.data import (
+    ImageData,
+    albumentations_map,
+    array_datasets,
+    image_folder_datasets,
+    load_image,
+    tfds_datasets,
+)
 from kerasrecipes.distribute import (
     finish_multihost,
     get_strategy,

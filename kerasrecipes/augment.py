@@ -20,6 +20,8 @@ import math
 import keras
 from keras import ops
 
+from kerasrecipes.utils import image_size_pair
+
 PRESETS = ("none", "light", "standard", "strong")
 
 # ImageNet RGB covariance eigen-decomposition (0–1 pixels), as used by AlexNet and fb.resnet.torch.
@@ -97,7 +99,7 @@ def crop_boxes(batch_size, image_height, image_width, scale, ratio, seed, attemp
     return y0, x0, h, w
 
 
-def _tf_crop_window(seed, image_height, image_width, scale, ratio, attempts=10):
+def tf_crop_window(seed, image_height, image_width, scale, ratio, attempts=10):
     """TensorFlow twin of `crop_boxes` for one image, on whole pixels, with a stateless seed.
 
     The file pipeline uses it to decode only the crop window of a JPEG. Same algorithm as
@@ -405,9 +407,7 @@ def augmentation(preset="light", flip=True, seed=None, image_size=None):
         raise ValueError(f"flip must be True or False. Received: flip={flip!r}")
     height = width = None
     if image_size is not None:
-        from kerasrecipes.backbones import _pair
-
-        height, width = _pair(image_size)
+        height, width = image_size_pair(image_size)
     layers = []
     if preset == "light":
         if flip:
@@ -461,15 +461,15 @@ def augment_dataset(dataset, augment="standard", flip=True, seed=None, image_siz
     """
     import tensorflow as tf
 
-    layer = _resolve_augment(augment, flip=flip, seed=seed, image_size=image_size)
+    layer = resolve_augment(augment, flip=flip, seed=seed, image_size=image_size)
     if not isinstance(dataset, tf.data.Dataset):
         raise ValueError(
             f"dataset must be a tf.data.Dataset. Received: dataset={type(dataset).__name__}"
         )
-    return _map_batches(dataset, [layer])
+    return map_batches(dataset, [layer])
 
 
-def _resolve_augment(augment, flip=True, seed=None, image_size=None):
+def resolve_augment(augment, flip=True, seed=None, image_size=None):
     """A preset name or a Keras layer → the Keras layer."""
     if isinstance(augment, str):
         return augmentation(augment, flip=flip, seed=seed, image_size=image_size)
@@ -480,7 +480,7 @@ def _resolve_augment(augment, flip=True, seed=None, image_size=None):
     )
 
 
-def _split_leading_crop(layer):
+def split_leading_crop(layer):
     """Splits an augmentation into its leading `RandomResizedCrop` (or `None`) and the rest.
 
     The file pipeline fuses that crop into decoding and applies the other layers to batches.
@@ -496,7 +496,7 @@ def _split_leading_crop(layer):
     return None, [layer]
 
 
-def _map_batches(dataset, layers, parallel=True):
+def map_batches(dataset, layers, parallel=True):
     """Maps `layers` (in training mode) over the image batches of `dataset`, keeping the dtype.
 
     Runs of `ColorJitter` / `PCALighting` are compiled with XLA: their element-wise passes fuse

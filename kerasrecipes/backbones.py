@@ -1,108 +1,32 @@
-"""The backbone registry: one frozen entry of facts per pretrained feature extractor.
+"""The keras.applications backbones as registry entries, and a built backbone's layer groups.
 
-Each entry says how to build the backbone (without its ImageNet classifier), its default image
-size, how its pixels must be preprocessed (as a Keras layer) and how its layers split into named
-groups (`stem`, `stage1`…, `top`) for freezing and discriminative learning rates. Adding a backbone
-is adding one entry. keras-hub presets are resolved on demand (`"hub:<preset or directory>"`).
+The registry itself (`BackboneSpec`, `register_backbone`, `get_backbone`, `list_backbones`) is
+`kerasrecipes.registry`; this module registers the keras.applications entries into it (each:
+how to build the backbone without its ImageNet classifier, its default image size, its
+preprocessing and how its layers split into named groups `stem`, `stage1`…, `top`) and finds the
+groups of a built backbone. keras-hub presets are resolved on demand (`"hub:<preset or
+directory>"`, `kerasrecipes.hub`).
 """
 
-import dataclasses
 import os
 import re
-from typing import Callable
 
 import keras
 
-from kerasrecipes.layers import NormalizeImage
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """How 0–255 RGB pixels become a backbone's input: `(x * scale - mean) / std`."""
-
-    scale: float = 1.0 / 255
-    mean: tuple = (0.0, 0.0, 0.0)
-    std: tuple = (1.0, 1.0, 1.0)
-    channel_order: str = "rgb"
-
-    def layer(self, name="normalize"):
-        return NormalizeImage(
-            scale=self.scale,
-            mean=list(self.mean),
-            std=list(self.std),
-            channel_order=self.channel_order,
-            name=name,
-        )
-
-
-TF_STYLE = Preprocessing(scale=1 / 127.5, mean=(1.0, 1.0, 1.0))  # -> [-1, 1]
-TORCH_STYLE = Preprocessing(scale=1 / 255, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-CAFFE_STYLE = Preprocessing(scale=1.0, mean=(103.939, 116.779, 123.68), channel_order="bgr")
-# The TF EfficientNet-Lite checkpoints were trained on (x - 127) / 128 (MEAN_RGB=127, STDDEV_RGB=128).
-LITE_STYLE = Preprocessing(scale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
-
-
-@dataclasses.dataclass(frozen=True)
-class BackboneSpec:
-    """Facts about one backbone.
-
-    Args:
-        name: str. Registry name, e.g. `"resnet50"`.
-        constructor: callable `(input_shape, weights) -> keras.Model` returning the feature
-            extractor (no classifier top, no built-in preprocessing).
-        image_size: int. The resolution the pretrained weights were trained at.
-        preprocessing: `Preprocessing` (what the pretrained weights expect), or a callable
-            returning the preprocessing Keras layer.
-        layer_groups: tuple of `(group_name, regex)`. A layer whose name matches a group's regex
-            belongs to it; a layer matching none (e.g. an unnamed `Add`) joins the group of the
-            layer before it. Order is input → output.
-        source: str. Where the weights come from, for `list_backbones()`.
-        classifier: optional callable `(input_shape, weights) -> keras.Model` with the ImageNet
-            top, for backbones we can predict ImageNet classes with offline.
-    """
-
-    name: str
-    constructor: Callable
-    image_size: int
-    preprocessing: Preprocessing
-    layer_groups: tuple
-    source: str = "keras.applications"
-    classifier: Callable = None
-
-    def build(self, image_size=None, weights=None):
-        """Builds the feature extractor, named `"backbone"`, for `image_size` (int or (h, w))."""
-        height, width = _pair(image_size or self.image_size)
-        _check_weights(weights, self.name)
-        model = self.constructor((height, width, 3), weights)
-        return keras.Model(model.input, model.output, name="backbone")
-
-    def preprocessor(self):
-        """The preprocessing layer that matches this backbone's weights."""
-        if isinstance(self.preprocessing, Preprocessing):
-            return self.preprocessing.layer()
-        return self.preprocessing()
-
-
-def _pair(size):
-    if isinstance(size, int):
-        return size, size
-    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) for s in size):
-        return tuple(size)
-    raise ValueError(f"image_size must be an int or (height, width). Received: image_size={size!r}")
-
-
-def _check_weights(weights, name):
-    if weights is None or weights == "imagenet":
-        return
-    if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
-        raise ValueError(
-            f"weights must be None, 'imagenet' or the path of a weights file. "
-            f"Received: weights={weights!r} for backbone {name!r}"
-            + ("" if not isinstance(weights, (str, os.PathLike)) else " (no such file)")
-        )
+from kerasrecipes.registry import (  # noqa: F401  (re-exported: kerasrecipes.backbones.X)
+    CAFFE_STYLE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LITE_STYLE,
+    TF_STYLE,
+    TORCH_STYLE,
+    BackboneSpec,
+    Preprocessing,
+    get_backbone,
+    list_backbones,
+    register_backbone,
+    registered_backbones,
+)
 
 
 def _applications(fn_name, **extra):
@@ -161,19 +85,6 @@ def _mobilenet_v3_groups(stage_starts, last_block):
     return _stages(r"^(conv|conv_bn)$", stages, r"^conv_1")
 
 
-_REGISTRY = {}
-
-
-def register_backbone(spec):
-    """Adds a `BackboneSpec` to the registry (replacing one of the same name) and returns it."""
-    _REGISTRY[_key(spec.name)] = spec
-    return spec
-
-
-def _key(name):
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 for _name, _fn, _size, _pre, _groups, _extra in [
     ("resnet50", "ResNet50", 224, CAFFE_STYLE, _RESNET_GROUPS, {}),
     ("resnet50v2", "ResNet50V2", 224, TF_STYLE, _RESNET_GROUPS, {}),
@@ -203,41 +114,6 @@ for _name, _fn, _size, _pre, _groups, _extra in [
             layer_groups=_groups,
         )
     )
-
-
-def get_backbone(name):
-    """Returns the `BackboneSpec` for a registry name or a keras-hub preset.
-
-    Args:
-        name: str. A registry name (case, `-` and `_` ignored: `"EfficientNet-Lite0"` works), or
-            `"hub:<preset>"` for a keras-hub image classifier preset, by name (needs internet once)
-            or by local directory (as written by `save_to_preset`).
-    """
-    if not isinstance(name, str):
-        raise ValueError(f"backbone must be a name (str). Received: backbone={name!r}")
-    if name.startswith("hub:"):
-        from kerasrecipes.hub import hub_backbone
-
-        return hub_backbone(name[len("hub:"):])
-    _ensure_lite_registered()
-    spec = _REGISTRY.get(_key(name))
-    if spec is None:
-        raise ValueError(
-            f"Unknown backbone {name!r}. Choose one of {', '.join(list_backbones())}, "
-            "or 'hub:<keras-hub preset or local preset directory>'."
-        )
-    return spec
-
-
-def list_backbones():
-    """Names of the registered backbones."""
-    _ensure_lite_registered()
-    return sorted(spec.name for spec in _REGISTRY.values())
-
-
-def _ensure_lite_registered():
-    # Imported late so `backbones` has no import cycle with the module that registers Lite.
-    import kerasrecipes.efficientnet_lite  # noqa: F401
 
 
 def layer_groups(backbone, spec):
@@ -295,9 +171,8 @@ def infer_layer_groups(backbone):
         for layer in weighted:
             groups.setdefault(layer.name.split("_")[0], []).append(layer)
         return groups
-    _ensure_lite_registered()
     best, best_hits = None, 0
-    for spec in _REGISTRY.values():
+    for spec in registered_backbones():
         patterns = [re.compile(regex) for _, regex in spec.layer_groups]
         hits = sum(any(p.search(layer.name) for p in patterns) for layer in weighted)
         if hits > best_hits:

@@ -190,9 +190,9 @@ def _export(args):
 
 def _lr_find(args):
     import kerasrecipes as kr
-    from kerasrecipes.models import task_of
+    from kerasrecipes.tasks import default_loss, task_of
     from kerasrecipes.train import (
-        default_loss, discriminative_multipliers, group_lr_multipliers, set_trainable_groups,
+        discriminative_multipliers, group_lr_multipliers, set_trainable_groups,
     )
 
     data, _ = _load_data(args)

@@ -34,6 +34,21 @@ import time
 import keras
 import numpy as np
 
+from kerasrecipes.batches import take_batches
+from kerasrecipes.plotting import pyplot
+from kerasrecipes.tasks import (
+    default_metrics,
+    is_multitask,
+    loss_fn,
+    loss_info,
+    model_loss,
+    multitask_compile_args,
+    output_activation,
+    task_heads,
+    task_of,
+)
+from kerasrecipes.walk import walk_layers
+
 STATUSES = ("pass", "warn", "fail", "skip")
 _CROSS_ENTROPIES = {
     "sparse_categorical_crossentropy": "sparse",
@@ -222,119 +237,6 @@ def classify_output_loss(activation, loss_name, from_logits, task=None, label_ki
 # Model and data helpers.
 
 
-def _output_layer(model):
-    """The layer that produces the model's output (the head's "predictions" when there is one)."""
-    try:
-        return model.get_layer("head").get_layer("predictions")
-    except (ValueError, AttributeError):
-        pass
-    layer = model
-    while hasattr(layer, "layers") and layer.layers:
-        layer = layer.layers[-1]
-    return layer
-
-
-def output_activation(model):
-    """The name of the model's output activation (`"softmax"`, `"sigmoid"`, `"linear"` …)."""
-    return _activation_name(_output_layer(model))
-
-
-def _activation_name(layer):
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return "linear"
-    name = keras.activations.serialize(activation)
-    if isinstance(name, dict):
-        name = name.get("config", name.get("class_name", "unknown"))
-    return str(name)
-
-
-def _loss_info(loss):
-    """`(name, from_logits, label_smoothing)` of a loss object, function or string."""
-    if isinstance(loss, str):
-        loss = keras.losses.get(loss)
-    if isinstance(loss, keras.losses.Loss):
-        config = loss.get_config()
-        name = config.get("name") or type(loss).__name__
-        return (name, bool(config.get("from_logits", False)),
-                float(config.get("label_smoothing", 0.0) or 0.0))
-    name = getattr(loss, "__name__", type(loss).__name__)
-    aliases = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
-    return aliases.get(name, name), False, 0.0
-
-
-def _model_loss(model, loss):
-    """The loss to check: the given one, the compiled one, or the kerasrecipes default.
-
-    A dict task → loss for a multi-task model.
-    """
-    if _is_multitask(model):
-        return {head.task: head.loss for head in _heads(model, loss)}
-    if loss is not None:
-        return loss
-    compiled = getattr(model, "loss", None)
-    if compiled is not None:
-        return compiled
-    from kerasrecipes.train import default_loss
-
-    return default_loss(_task(model))
-
-
-def _task(model):
-    from kerasrecipes.models import task_of
-
-    try:
-        return task_of(model)
-    except (ValueError, AttributeError):
-        activation = output_activation(model)
-        units = int(model.output_shape[-1])
-        if activation == "softmax":
-            return "multiclass"
-        return "binary" if units == 1 else "multilabel"
-
-
-def _is_multitask(model):
-    """True for a model with a dict of outputs (`kr.build_multitask`)."""
-    return isinstance(getattr(model, "output", None), dict)
-
-
-@dataclasses.dataclass
-class _Head:
-    """One output of a multi-task model: its task name, kind, units, activation and loss."""
-
-    task: str
-    kind: str
-    units: int
-    activation: str
-    loss: object
-
-
-def _heads(model, loss=None):
-    """The `_Head`s of a multi-task model, with the given, compiled or default losses."""
-    from kerasrecipes.multitask import multitask_compile_args, task_kinds
-
-    try:
-        kinds = task_kinds(model)
-        layers = {task: model.get_layer("head").get_layer(task) for task in kinds}
-    except (ValueError, AttributeError):
-        raise ValueError(
-            "The checks support multi-output models built by kr.build_multitask (a 'head' "
-            "sub-model with one output layer named after each task). Received a model named "
-            f"{model.name!r} with outputs {sorted(model.output)}."
-        ) from None
-    if loss is None:
-        loss = getattr(model, "loss", None) or multitask_compile_args(model)["loss"]
-    if not isinstance(loss, dict) or set(loss) != set(kinds):
-        raise ValueError(
-            f"A multi-task model needs one loss per task, a dict with the keys "
-            f"{sorted(kinds)}. Received: loss={loss!r}"
-        )
-    return [_Head(task, kind, int(layers[task].units), _activation_name(layers[task]),
-                  loss[task]) for task, kind in kinds.items()]
-
-
 def _task_labels(labels, heads):
     """Checks that multi-task labels are a dict with one entry per head; returns it."""
     tasks = sorted(h.task for h in heads)
@@ -358,76 +260,6 @@ def _combine(name, verdicts):
     return CheckResult(name, status, summary, advice, details)
 
 
-def _loss_fn(loss, weights=None):
-    """A callable `(y_true, y_pred) -> mean loss` from a loss object, function or string.
-
-    A dict task → loss gives the weighted sum over the tasks of dict labels and predictions
-    (`weights`: dict task → float, 1 where missing).
-    """
-    if isinstance(loss, dict):
-        fns = {task: _loss_fn(value) for task, value in loss.items()}
-        weights = weights or {}
-
-        def total(y_true, y_pred):
-            return sum(weights.get(task, 1.0) * fn(y_true[task], y_pred[task])
-                       for task, fn in fns.items())
-
-        return total
-    if isinstance(loss, str):
-        loss = keras.losses.get(loss)
-    if isinstance(loss, keras.losses.Loss):
-        return loss
-
-    def mean_loss(y_true, y_pred):
-        return keras.ops.mean(loss(y_true, y_pred))
-
-    return mean_loss
-
-
-def take_batches(data, batches):
-    """Materialises the first `batches` `(images, labels)` batches of a dataset as numpy arrays.
-
-    Args:
-        data: `tf.data.Dataset`, `keras.utils.PyDataset` or iterable of `(images, labels)`
-            batches, or an `(images, labels)` tuple of arrays.
-        batches: int. Number of batches.
-
-    Returns:
-        `(images, labels, batch_size)`.
-    """
-    if not isinstance(batches, int) or batches < 1:
-        raise ValueError(f"batches must be a positive int. Received: batches={batches!r}")
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
-        images, labels = data
-        return np.asarray(images), _to_numpy(labels), len(images)
-    xs, ys = [], []
-    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not hasattr(data, "take"):
-        iterator = (data[i] for i in range(min(batches, len(data))))
-    else:
-        iterator = iter(data)
-    for i, batch in enumerate(iterator):
-        if i >= batches:
-            break
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-            raise ValueError("data must yield (images, labels) batches.")
-        xs.append(keras.ops.convert_to_numpy(batch[0]))
-        ys.append(_to_numpy(batch[1]))
-    if not xs:
-        raise ValueError("data is empty: it yields no batches.")
-    if isinstance(ys[0], dict):  # a multi-task model's {task: labels}
-        labels = {task: np.concatenate([y[task] for y in ys]) for task in ys[0]}
-    else:
-        labels = np.concatenate(ys)
-    return np.concatenate(xs), labels, len(xs[0])
-
-
-def _to_numpy(labels):
-    """Labels as numpy: an array, or a dict task → array for multi-task models."""
-    if isinstance(labels, dict):
-        return {task: np.asarray(keras.ops.convert_to_numpy(y)) for task, y in labels.items()}
-    return np.asarray(keras.ops.convert_to_numpy(labels))
-
-
 def _label_kind(labels, units):
     labels = np.asarray(labels)
     if labels.ndim >= 2 and labels.shape[-1] == units and units > 1:
@@ -440,12 +272,6 @@ def _label_kind(labels, units):
     return "float"
 
 
-def _walk_layers(layer):
-    for child in getattr(layer, "layers", []):
-        yield child
-        yield from _walk_layers(child)
-
-
 def _predict(model, images, batch_size):
     outputs = [model(images[i:i + batch_size], training=False)
                for i in range(0, len(images), batch_size)]
@@ -453,55 +279,6 @@ def _predict(model, images, batch_size):
         return {task: np.concatenate([keras.ops.convert_to_numpy(o[task]) for o in outputs])
                 .astype("float64") for task in outputs[0]}
     return np.concatenate([keras.ops.convert_to_numpy(o) for o in outputs]).astype("float64")
-
-
-def _value_and_gradients(fn, values):
-    """`fn(values) -> (scalar, aux)` and the gradients of the scalar w.r.t. `values`.
-
-    The one place that knows how each backend differentiates: `tf.GradientTape` (TensorFlow),
-    `jax.value_and_grad` (JAX, traceable inside `jax.jit`), `torch.autograd.grad` (torch).
-    `fn` must read every variable it differentiates through from `values` (e.g. through a
-    `keras.StatelessScope`), not from the variables themselves.
-
-    Args:
-        fn: callable `list of tensors -> (scalar tensor, aux)`; `aux` is any nest of tensors.
-        values: list of float tensors (or arrays) to differentiate with respect to.
-
-    Returns:
-        `(scalar, aux, gradients)`, gradients aligned with `values` (zeros where unconnected).
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        values = [tf.convert_to_tensor(v) for v in values]
-        with tf.GradientTape() as tape:
-            tape.watch(values)
-            value, aux = fn(values)
-        gradients = tape.gradient(value, values,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return value, aux, gradients
-    if backend == "jax":
-        import jax
-
-        (value, aux), gradients = jax.value_and_grad(fn, has_aux=True)(
-            [keras.ops.convert_to_tensor(v) for v in values])
-        return value, aux, gradients
-    if backend == "torch":
-        import torch
-
-        leaves = [keras.ops.convert_to_tensor(v).detach().requires_grad_(True) for v in values]
-        with torch.enable_grad():
-            value, aux = fn(leaves)
-            gradients = torch.autograd.grad(value, leaves, allow_unused=True)
-        gradients = [torch.zeros_like(leaf) if g is None else g
-                     for g, leaf in zip(gradients, leaves)]
-        aux = keras.tree.map_structure(lambda t: t.detach(), aux)
-        return value.detach(), aux, gradients
-    raise NotImplementedError(
-        "Gradients need the TensorFlow, JAX or torch backend. "
-        f"Received: backend={backend!r} (set KERAS_BACKEND)"
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,13 +394,13 @@ def check_labels(model, data, num_classes=None, batches=4):
     >>> check_labels(model, data.train, num_classes=len(data.class_names)).status
     """
     _, labels, _ = take_batches(data, batches)
-    if _is_multitask(model):
-        heads = _heads(model)
+    if is_multitask(model):
+        heads = task_heads(model)
         labels = _task_labels(labels, heads)
         return _combine("labels", {h.task: _labels_verdict(labels[h.task], h.kind, h.units)
                                    for h in heads})
     units = int(model.output_shape[-1])
-    task = _task(model)
+    task = task_of(model)
     kind = _label_kind(labels, units)
     details = {"outputs": units, "task": task, "label_kind": kind,
                "label_shape": list(labels.shape[1:])}
@@ -709,14 +486,14 @@ def check_output_loss(model, data=None, loss=None):
     >>> model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     >>> check_output_loss(model).status  # "fail": softmax output + from_logits=True
     """
-    if _is_multitask(model):
-        heads = _heads(model, loss)
+    if is_multitask(model):
+        heads = task_heads(model, loss)
         labels = None
         if data is not None:
             labels = _task_labels(take_batches(data, 1)[1], heads)
         verdicts = {}
         for head in heads:
-            name, from_logits, smoothing = _loss_info(head.loss)
+            name, from_logits, smoothing = loss_info(head.loss)
             label_kind = None if labels is None else _label_kind(labels[head.task], head.units)
             if head.kind == "regression" and label_kind == "int":
                 label_kind = "float"  # integer-valued targets of a regression head
@@ -726,14 +503,14 @@ def check_output_loss(model, data=None, loss=None):
                 "activation": head.activation, "loss": name, "from_logits": from_logits,
                 "label_smoothing": smoothing, "label_kind": label_kind})
         return _combine("output_loss", verdicts)
-    loss = _model_loss(model, loss)
+    loss = model_loss(model, loss)
     activation = output_activation(model)
-    name, from_logits, smoothing = _loss_info(loss)
+    name, from_logits, smoothing = loss_info(loss)
     label_kind = None
     if data is not None:
         _, labels, _ = take_batches(data, 1)
         label_kind = _label_kind(labels, int(model.output_shape[-1]))
-    task = _task(model) if activation in ("softmax", "sigmoid") else None
+    task = task_of(model) if activation in ("softmax", "sigmoid") else None
     status, summary, advice = classify_output_loss(activation, name, from_logits, task,
                                                    label_kind)
     details = {"activation": activation, "loss": name, "from_logits": from_logits,
@@ -761,7 +538,7 @@ def check_weights(model, huge=10.0):
     constant, non_finite, exploding = [], [], []
     count = 0
     seen = set()
-    for layer in _walk_layers(model):
+    for layer in walk_layers(model):
         for variable in layer.weights:
             if id(variable) in seen or len(variable.shape) >= 2:
                 continue
@@ -848,8 +625,8 @@ def check_initial_loss(model, data, loss=None, batches=3, tolerance=0.15):
         raise ValueError(f"tolerance must be in (0, 1). Received: tolerance={tolerance!r}")
     images, labels, batch_size = take_batches(data, batches)
     regularization = float(sum(float(keras.ops.convert_to_numpy(v)) for v in model.losses))
-    if _is_multitask(model):
-        heads = _heads(model, loss)
+    if is_multitask(model):
+        heads = task_heads(model, loss)
         labels = _task_labels(labels, heads)
         predictions = _predict(model, images, batch_size)
         verdicts = {head.task: _initial_loss_verdict(
@@ -862,8 +639,8 @@ def check_initial_loss(model, data, loss=None, batches=3, tolerance=0.15):
                               images=int(len(images)))
         result.summary += f" (weighted total {measured:.4f})"
     else:
-        loss = _model_loss(model, loss)
-        task = _task(model)
+        loss = model_loss(model, loss)
+        task = task_of(model)
         predictions = _predict(model, images, batch_size)
         status, summary, advice, details = _initial_loss_verdict(
             loss, labels, predictions, batch_size, task, int(model.output_shape[-1]),
@@ -885,8 +662,8 @@ def check_initial_loss(model, data, loss=None, batches=3, tolerance=0.15):
 def _initial_loss_verdict(loss, labels, predictions, batch_size, task, units, activation,
                           tolerance):
     """`(status, summary, advice, details)` of one output's loss before training."""
-    name, from_logits, smoothing = _loss_info(loss)
-    fn = _loss_fn(loss)
+    name, from_logits, smoothing = loss_info(loss)
+    fn = loss_fn(loss)
     values = [float(keras.ops.convert_to_numpy(fn(labels[i:i + batch_size],
                                                   predictions[i:i + batch_size])))
               for i in range(0, len(labels), batch_size)]
@@ -1053,7 +830,6 @@ def overfit_small_batch(model, data, batches=5, steps=150, lr=1e-3, optimizer="a
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a positive number. Received: lr={lr!r}")
     from kerasrecipes.optimizers import get_optimizer
-    from kerasrecipes.train import default_metrics
 
     images, labels, batch_size = take_batches(data, batches)
     n_batches = math.ceil(len(images) / batch_size)
@@ -1063,18 +839,16 @@ def overfit_small_batch(model, data, batches=5, steps=150, lr=1e-3, optimizer="a
             if isinstance(loss, keras.losses.Loss) else loss
 
     copy = _strip_regularization(model)
-    if _is_multitask(model):
-        from kerasrecipes.multitask import multitask_compile_args
-
-        heads = _heads(model, loss)
+    if is_multitask(model):
+        heads = task_heads(model, loss)
         labels = _task_labels(labels, heads)
         task = {h.task: h.kind for h in heads}
         compile_args = multitask_compile_args(model)
         compile_args["loss"] = {h.task: fresh(h.loss) for h in heads}
         score = _multitask_score(heads, labels)
     else:
-        task = _task(model)
-        compile_args = {"loss": fresh(_model_loss(model, loss)),
+        task = task_of(model)
+        compile_args = {"loss": fresh(model_loss(model, loss)),
                         "metrics": default_metrics(task)}
         score = None
     copy.compile(optimizer=get_optimizer(optimizer, float(lr)), **compile_args)
@@ -1318,7 +1092,7 @@ def doctor(model, train, validation=None, out_dir="doctor_report", class_names=N
     suggestion = None
     if lr_finder and labels.ok:
         # find_lr knows the default loss of single-output models only.
-        lr_loss = _model_loss(model, loss) if _is_multitask(model) else loss
+        lr_loss = model_loss(model, loss) if is_multitask(model) else loss
         lr_check = run(_lr_range_test, model, train, lr_loss, lr_finder_steps, out_dir)
         suggestion = lr_check.details.get("suggestion")
     if history is not None:
@@ -1382,9 +1156,9 @@ _NEXT_STEPS = {
 def _markdown(checks, model, suggestion, out_dir):
     icon = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
     failed = [c for c in checks if c.status == "fail"]
-    if _is_multitask(model):
+    if is_multitask(model):
         outputs = "outputs " + ", ".join(f"{h.task} ({h.units}, {h.activation})"
-                                         for h in _heads(model))
+                                         for h in task_heads(model))
     else:
         outputs = f"output {tuple(model.output_shape[1:])} ({output_activation(model)})"
     lines = [
@@ -1439,14 +1213,8 @@ def _cell(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "/")
 
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_overfit(result, path):
-    plt = _plt()
+    plt = pyplot()
     details = result.details
     steps = np.arange(1, len(details["losses"]) + 1) * details["batches"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -1467,7 +1235,7 @@ def _plot_overfit(result, path):
 
 def _plot_inputs(model, data, path):
     """Pixel histogram of one batch, before and after the model's `preprocess`."""
-    plt = _plt()
+    plt = pyplot()
     images, _, _ = take_batches(data, 1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
     axes[0].hist(images.reshape(-1).astype("float64"), bins=64, color="grey")

@@ -16,6 +16,8 @@ augmentation of the student they match its inputs less well.
 import keras
 from keras import ops
 
+from kerasrecipes.batches import epoch_steps, first_batch
+from kerasrecipes.layers import adapt_normalization
 from kerasrecipes.regularize import CrossEntropy
 
 
@@ -136,9 +138,7 @@ def _carries_teacher(dataset):
     """Whether a dataset's batches are `(images, (labels, teacher_probs))`."""
     spec = getattr(dataset, "element_spec", None)
     if spec is None:
-        from kerasrecipes.train import _first_batch
-
-        spec = _first_batch(dataset)
+        spec = first_batch(dataset)
     return isinstance(spec, (tuple, list)) and len(spec) >= 2 and isinstance(spec[1], (tuple, list))
 
 
@@ -186,7 +186,7 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
     """
     from kerasrecipes.optimizers import get_optimizer
     from kerasrecipes.regularize import Accuracy
-    from kerasrecipes.train import _adapt_normalization, _steps_per_epoch, make_schedule
+    from kerasrecipes.train import make_schedule
 
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
@@ -208,8 +208,8 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
                     f"The {what} batches carry teacher probabilities over {classes} classes but "
                     f"the student predicts {student.output_shape[-1]}: they must match."
                 )
-    train, steps = _steps_per_epoch(train, None)
-    _adapt_normalization(student, train)
+    train, steps = epoch_steps(train, None)
+    adapt_normalization(student, train)
     distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha)
     distiller.compile(
         optimizer=get_optimizer(optimizer, make_schedule(schedule, lr, epochs * steps),

@@ -6,6 +6,8 @@ import os
 import keras
 import numpy as np
 
+from kerasrecipes.batches import first_batch, num_batches
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -288,7 +290,7 @@ def process_shard(*arrays):
     return shards if len(shards) > 1 else shards[0]
 
 
-def _prepare_processes(model, train, validation, steps, backup_dir):
+def prepare_processes(model, train, validation, steps, backup_dir):
     """Before multi-process training: checks the shards agree and syncs input normalisation.
 
     Every step of SPMD training assembles one global batch from one batch per process, so the
@@ -339,16 +341,14 @@ def _prepare_processes(model, train, validation, steps, backup_dir):
 
 def _batch_sizes(dataset, steps=None):
     """`[batches, first batch size, last batch size]`; `-1` where unknown, zeros for `None`."""
-    from kerasrecipes.train import _first_batch, _length
-
     if dataset is None:
         return [0, 0, 0]
-    length = _length(dataset)
+    length = num_batches(dataset)
     known = length is not None and length > 0
     last = -1
     if known and hasattr(dataset, "__getitem__"):  # a PyDataset: cheap (tf.data would decode)
         last = len(dataset[length - 1][0])
-    return [steps or (length if known else -1), len(_first_batch(dataset)[0]), last]
+    return [steps or (length if known else -1), len(first_batch(dataset)[0]), last]
 
 
 def _describe(sizes):

@@ -30,7 +30,7 @@ import tempfile
 import keras
 
 from kerasrecipes import _torch_pickle
-from kerasrecipes.backbones import LITE_STYLE, BackboneSpec, register_backbone
+from kerasrecipes.registry import LITE_STYLE, BackboneSpec, register_backbone
 from kerasrecipes.utils import cache_dir
 
 # (repeats, kernel_size, strides, expand_ratio, input_filters, output_filters) per stage,

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from kerasrecipes.schedules import sgdr_lr
+from kerasrecipes.walk import walk_layers
 
 
 class SnapshotEnsemble(keras.callbacks.Callback):
@@ -240,7 +241,7 @@ def recompute_batch_norm(model, data):
     Example:
     >>> recompute_batch_norm(model, data.train)
     """
-    layers = [layer for layer in _all_layers(model)
+    layers = [layer for layer in walk_layers(model)
               if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
     if not layers:
         return
@@ -257,10 +258,3 @@ def recompute_batch_norm(model, data):
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)

@@ -12,7 +12,7 @@ import tempfile
 
 import keras
 
-from kerasrecipes.data import _tf_resize, decode_image_bytes
+from kerasrecipes.data.decode import decode_image_bytes, tf_resize
 
 METADATA_FILE = "kerasrecipes.json"
 LABELS_FILE = "labels.txt"
@@ -109,7 +109,7 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
 
     def serve_bytes(image_bytes):
         images = tf.map_fn(
-            lambda data: _tf_resize(decode_image_bytes(data), (height, width),
+            lambda data: tf_resize(decode_image_bytes(data), (height, width),
                                     crop_to_aspect_ratio),
             image_bytes,
             fn_output_signature=tf.TensorSpec([height, width, channels], tf.uint8),
@@ -162,7 +162,7 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
 
 def _task_heads(model, class_names):
     """Per task of a multi-task model: kind, units, class names and served output names."""
-    from kerasrecipes.multitask import task_kinds
+    from kerasrecipes.tasks import task_kinds
 
     kinds = task_kinds(model)
     if class_names is not None and not isinstance(class_names, dict):

@@ -1,8 +1,11 @@
-"""keras-hub image-classifier presets as registry entries (`"hub:<preset or directory>"`)."""
+"""keras-hub image-classifier presets as registry entries (`"hub:<preset or directory>"`).
+
+Importing this module registers the `"hub:"` resolver into `kerasrecipes.registry`.
+"""
 
 import os
 
-from kerasrecipes.backbones import BackboneSpec
+from kerasrecipes.registry import BackboneSpec, register_resolver
 
 
 def _keras_hub():
@@ -55,3 +58,6 @@ def hub_backbone(preset):
         layer_groups=(),
         source="keras-hub preset",
     )
+
+
+register_resolver("hub:", hub_backbone, hint="'hub:<keras-hub preset or local preset directory>'")

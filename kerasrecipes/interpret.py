@@ -13,17 +13,9 @@ import math
 import keras
 import numpy as np
 
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _walk(layer):
-    yield layer
-    for child in getattr(layer, "layers", []):
-        yield from _walk(child)
+from kerasrecipes.gradients import value_and_gradients
+from kerasrecipes.plotting import pyplot
+from kerasrecipes.walk import walk_layers
 
 
 def first_conv_layer(model):
@@ -39,7 +31,7 @@ def first_conv_layer(model):
         root = model.get_layer("backbone")
     except ValueError:
         root = model
-    for layer in _walk(root):
+    for layer in walk_layers(root, include_self=True):
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
             return layer
     raise ValueError(f"The model {model.name!r} has no Conv2D layer to show the filters of.")
@@ -99,14 +91,14 @@ def plot_filters(model, path="filters.png", layer=None, max_filters=64):
         layer = first_conv_layer(model)
     elif isinstance(layer, str):
         name = layer
-        layer = next((l for l in _walk(model) if l.name == name), None)
+        layer = next((l for l in walk_layers(model, include_self=True) if l.name == name), None)
         if layer is None:
             raise ValueError(f"No layer named {name!r} in the model. Received: layer={name!r}")
     kernel = keras.ops.convert_to_numpy(layer.kernel)
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         kernel = np.transpose(kernel, (0, 1, 3, 2))[:, :, :1]  # one tile per channel.
     grid = filter_grid(kernel[..., :max_filters])
-    plt = _plt()
+    plt = pyplot()
     size = max(3.0, min(10.0, grid.shape[1] / 6))
     fig, ax = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1] + 0.4))
     ax.imshow(grid, interpolation="nearest")
@@ -218,7 +210,7 @@ def plot_confusion_matrix(matrix, path="confusion_matrix.png", class_names=None,
     values = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if normalize else matrix
     names = list(class_names) if class_names is not None else [str(i) for i in
                                                                range(len(matrix))]
-    plt = _plt()
+    plt = pyplot()
     size = max(4.0, 0.55 * len(matrix) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(values, cmap="Blues")
@@ -324,7 +316,7 @@ def top_losses(model, data, k=9):
 
 def plot_top_losses(result, path="top_losses.png", class_names=None):
     """Grid of the top-loss images titled "predicted / actual / loss / probability of actual"."""
-    plt = _plt()
+    plt = pyplot()
     k = len(result.losses)
     columns = min(k, 3 if k <= 9 else 4)
     rows = int(math.ceil(k / columns))
@@ -395,7 +387,6 @@ def grad_cam(model, images, class_index=None):
     Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization" (2017).
     """
-    from kerasrecipes.diagnostics import _value_and_gradients
 
     try:
         preprocess, backbone, head = (model.get_layer(n) for n in
@@ -435,7 +426,7 @@ def grad_cam(model, images, class_index=None):
         # Sum of each image's chosen class score: its gradient is each image's own gradient.
         return keras.ops.sum(_class_scores(head, values[0]) * chosen), ()
 
-    _, _, (gradients,) = _value_and_gradients(target, [features])
+    _, _, (gradients,) = value_and_gradients(target, [features])
     weights = keras.ops.mean(gradients, axis=(1, 2), keepdims=True)
     cam = keras.ops.relu(keras.ops.sum(weights * features, axis=-1, keepdims=True))
     cam = keras.ops.image.resize(cam, images.shape[1:3], interpolation="bilinear")[..., 0]
@@ -463,7 +454,7 @@ def plot_grad_cam(model, image, path="grad_cam.png", class_names=None, class_ind
     c = int(classes[0])
     name = class_names[c] if class_names is not None else str(c)
     shown = image if image.dtype == np.uint8 else np.clip(image / 255.0, 0, 1)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.4))
     axes[0].imshow(shown)
     axes[0].set_title("image")

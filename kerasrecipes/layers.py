@@ -106,3 +106,24 @@ class NormalizeImage(keras.layers.Layer):
             scale=self.scale, mean=self.mean, std=self.std, channel_order=self.channel_order
         )
         return config
+
+
+def adapt_normalization(model, data):
+    """Computes the statistics of every not yet adapted `NormalizeImage` in `preprocess`.
+
+    What the training recipes do first for a scratch model (`build_scratch_cnn`,
+    `build_resnet`): its per-channel mean/std come from the training split. A model without a
+    `preprocess` sub-model is left alone.
+
+    Args:
+        model: keras.Model.
+        data: dataset of `(uint8 images, labels)` batches, the training split.
+    """
+    try:
+        preprocess = model.get_layer("preprocess")
+    except ValueError:
+        return
+    for layer in preprocess.layers:
+        if isinstance(layer, NormalizeImage) and not layer.adapted:
+            print("[kerasrecipes] computing per-channel mean/std on the training split")
+            layer.adapt(data)

@@ -20,6 +20,11 @@ import warnings
 import keras
 import numpy as np
 
+from kerasrecipes.batches import num_batches
+from kerasrecipes.layers import adapt_normalization
+from kerasrecipes.plotting import pyplot
+from kerasrecipes.tasks import default_loss, task_of
+
 METHODS = ("valley", "steep", "minimum")
 _MIN_POINTS = 5
 
@@ -212,8 +217,7 @@ class LRFinderResult:
 
     def plot(self, path):
         """Writes loss vs. LR (log scale) with the suggestions marked to a PNG. Returns path."""
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax.plot(self.lrs, self.raw_losses, color="lightgrey", linewidth=1, label="batch loss")
         ax.plot(self.lrs, self.losses, color="tab:blue", label="smoothed loss")
@@ -303,10 +307,8 @@ def find_lr(model, train, min_lr=1e-7, max_lr=10.0, num_steps=100, mode="exp",
         raise ValueError(
             f"diverge_threshold must be > 1. Received: diverge_threshold={diverge_threshold!r}"
         )
-    from kerasrecipes.train import _adapt_normalization, _length
-
     start = time.time()
-    length = _length(train)
+    length = num_batches(train)
     if length is not None and 0 < length < num_steps:
         warnings.warn(
             f"num_steps={num_steps} exceeds one epoch of the dataset ({length} batches): the "
@@ -314,15 +316,13 @@ def find_lr(model, train, min_lr=1e-7, max_lr=10.0, num_steps=100, mode="exp",
             stacklevel=2,
         )
     if not getattr(model, "compiled", False) or model.optimizer is None:
-        from kerasrecipes.models import task_of
         from kerasrecipes.optimizers import get_optimizer
-        from kerasrecipes.train import default_loss
 
         model.compile(optimizer=get_optimizer(optimizer, min_lr),
                       loss=loss or default_loss(task_of(model)))
     # Like `fit`: a scratch model's per-channel normalisation is computed on `train` first
     # (once; this is set-up, not a change the test makes to the model).
-    _adapt_normalization(model, train)
+    adapt_normalization(model, train)
     opt = model.optimizer
     if not opt.built:
         opt.build(model.trainable_variables)

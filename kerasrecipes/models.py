@@ -7,8 +7,11 @@ Every model takes uint8 images `[B, H, W, 3]` (0–255) and is made of four name
 
 import keras
 
-from kerasrecipes.backbones import BackboneSpec, _pair, get_backbone
 from kerasrecipes.layers import NormalizeImage
+from kerasrecipes.registry import BackboneSpec, get_backbone
+from kerasrecipes.tasks import task_of  # noqa: F401  (re-exported: kerasrecipes.models.task_of)
+from kerasrecipes.utils import image_size_pair
+from kerasrecipes.walk import walk_layers
 
 TASKS = ("multiclass", "binary", "multilabel")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "swish", "gelu")
@@ -70,7 +73,7 @@ def backbone_features(backbone, image_size=None, weights="imagenet", freeze_bn=N
     made non-trainable, as `build_classifier` documents.
     """
     spec = backbone if isinstance(backbone, BackboneSpec) else get_backbone(backbone)
-    size = _pair(image_size or spec.image_size)
+    size = image_size_pair(image_size or spec.image_size)
     features = spec.build(size, weights=weights)
     if freeze_bn is None:
         freeze_bn = weights is not None
@@ -82,13 +85,8 @@ def backbone_features(backbone, image_size=None, weights="imagenet", freeze_bn=N
 
 def batch_norm_layers(model):
     """The BatchNormalization layers of a model, nested models included."""
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        elif hasattr(layer, "layers"):
-            found.extend(batch_norm_layers(layer))
-    return found
+    return [layer for layer in walk_layers(model)
+            if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def build_scratch_cnn(
@@ -152,10 +150,10 @@ def build_scratch_cnn(
     >>> model = build_scratch_cnn(10, image_size=32, spatial_dropout=0.1,
     ...                           normalization_data=x_train)
     """
-    size = _pair(image_size)
+    size = image_size_pair(image_size)
     _check_task(task, num_classes)
-    _check_rate("dropout", dropout)
-    _check_rate("spatial_dropout", spatial_dropout)
+    check_rate("dropout", dropout)
+    check_rate("spatial_dropout", spatial_dropout)
     _check_int("stages", stages, 1, 6)
     _check_int("convs_per_stage", convs_per_stage, 2, 4)
     if not isinstance(filters, int) or filters < 1 or filters & (filters - 1):
@@ -258,10 +256,10 @@ def build_resnet(
     Example:
     >>> model = build_resnet(10, "resnet9", image_size=32, normalization_data=x_train)
     """
-    size = _pair(image_size)
+    size = image_size_pair(image_size)
     _check_task(task, num_classes)
-    _check_rate("dropout", dropout)
-    _check_rate("spatial_dropout", spatial_dropout)
+    check_rate("dropout", dropout)
+    check_rate("spatial_dropout", spatial_dropout)
     initializer = _initializer(activation, None)
     if stem not in ("small", "imagenet"):
         raise ValueError(f"stem must be 'small' or 'imagenet'. Received: stem={stem!r}")
@@ -347,12 +345,13 @@ def _resnet_layout(depth):
 def _assemble(size, augment, preprocess, features, head, name):
     """Chains the four named sub-models into one functional model on uint8 images."""
     inputs = keras.Input((*size, 3), dtype="uint8", name="image")
-    x = _augment_model(augment)(inputs)
+    x = augment_model(augment)(inputs)
     x = keras.Sequential([preprocess], name="preprocess")(x)
     return keras.Model(inputs, head(features(x)), name=name)
 
 
-def _augment_model(augment):
+def augment_model(augment):
+    """The `augment` sub-model: `None`/`"none"`, a preset name, a Keras layer or a list of them."""
     if augment is None or augment == "none":
         layers = [keras.layers.Identity(name="no_augmentation")]
     elif isinstance(augment, str):
@@ -375,7 +374,7 @@ def _augment_model(augment):
 
 def _head(feature_shape, num_classes, task, dropout, hidden_units, activation="relu",
           initializer="glorot_uniform"):
-    _check_rate("dropout", dropout)
+    check_rate("dropout", dropout)
     layers = []
     if len(feature_shape) == 4:
         layers.append(keras.layers.GlobalAveragePooling2D(name="avg_pool"))
@@ -407,16 +406,6 @@ def _head(feature_shape, num_classes, task, dropout, hidden_units, activation="r
     return keras.Sequential(layers, name="head")
 
 
-def task_of(model):
-    """`"multiclass"`, `"binary"` or `"multilabel"`, read from the model's output layer."""
-    output = model.get_layer("head").get_layer("predictions")
-    activation = keras.activations.serialize(output.activation)
-    activation = activation if isinstance(activation, str) else activation.get("config", "")
-    if activation == "softmax":
-        return "multiclass"
-    return "binary" if output.units == 1 else "multilabel"
-
-
 def _check_task(task, num_classes):
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}. Received: task={task!r}")
@@ -438,7 +427,8 @@ def _check_int(name, value, low, high):
         raise ValueError(f"{name} must be an int in [{low}, {high}]. Received: {name}={value!r}")
 
 
-def _check_rate(name, value):
+def check_rate(name, value):
+    """Checks that a dropout-like rate `value` of the argument `name` is a number in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")
 

@@ -20,7 +20,10 @@ import warnings
 import keras
 import numpy as np
 
-from kerasrecipes.diagnostics import _loss_fn, _model_loss, take_batches
+from kerasrecipes.batches import take_batches
+from kerasrecipes.gradients import value_and_gradients
+from kerasrecipes.plotting import pyplot
+from kerasrecipes.tasks import loss_fn, model_loss
 
 _RELU_LIKE = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu",
               "hard_swish", "hard_silu")
@@ -480,7 +483,6 @@ class TrainingMonitor(keras.callbacks.Callback):
         the same code differentiates on each backend and a compiled (`tf.function` /
         `jax.jit`) function never bakes in stale weights.
         """
-        from kerasrecipes.diagnostics import _value_and_gradients
 
         model = self.model
         try:
@@ -503,7 +505,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         chosen_ids = {id(v) for v in self._variables}
         self._others = [v for v in model.variables if id(v) not in chosen_ids]
         variables, others = self._variables, self._others
-        loss_fn = _loss_fn(_model_loss(model, None), getattr(model, "task_loss_weights", None))
+        probe_loss = loss_fn(model_loss(model, None), getattr(model, "task_loss_weights", None))
 
         def probe_fn(values, other_values, images, labels):
             state = list(zip(others, other_values))
@@ -517,10 +519,10 @@ class TrainingMonitor(keras.callbacks.Callback):
                             out = probe_model(x, training=False)
                             activations.extend(out if isinstance(out, (list, tuple)) else [out])
                         x = sub(x, training=False)
-                    loss = loss_fn(labels, model(images, training=False))
+                    loss = probe_loss(labels, model(images, training=False))
                 return loss, activations
 
-            return _value_and_gradients(forward, values)
+            return value_and_gradients(forward, values)
 
         backend = keras.backend.backend()
         if backend == "tensorflow":
@@ -631,9 +633,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         """Writes per-layer activation std, dead units, gradient and update ratios over steps."""
         if not self.records:
             raise ValueError("No records yet: train with the monitor among the callbacks first.")
-        from kerasrecipes.diagnostics import _plt
-
-        plt = _plt()
+        plt = pyplot()
         steps = [r["step"] for r in self.records]
         fig, axes = plt.subplots(2, 2, figsize=(12, 7))
         panels = (
@@ -673,9 +673,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         names = [n for n, _ in getattr(self, "_layers", []) if n in self.last_values]
         if not names:
             raise ValueError("No records yet: train with the monitor among the callbacks first.")
-        from kerasrecipes.diagnostics import _plt
-
-        plt = _plt()
+        plt = pyplot()
         names = _spread(names, max_panels)
         columns = min(4, len(names))
         rows = math.ceil(len(names) / columns)

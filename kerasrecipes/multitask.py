@@ -6,7 +6,12 @@ Deep Neural Networks" (2017).
 
 import keras
 
-from kerasrecipes.models import _augment_model, _check_rate, backbone_features
+from kerasrecipes.models import augment_model, backbone_features, check_rate
+from kerasrecipes.tasks import (  # noqa: F401  (re-exported: kerasrecipes.multitask.X)
+    is_multitask,
+    multitask_compile_args,
+    task_kinds,
+)
 
 KINDS = ("multiclass", "binary", "multilabel", "regression")
 
@@ -79,7 +84,7 @@ def build_multitask(backbone, heads, image_size=None, weights="imagenet", augmen
     for task, w in loss_weights.items():
         if not isinstance(w, (int, float)) or w < 0:
             raise ValueError(f"loss_weights[{task!r}] must be a float >= 0. Received: {w!r}")
-    _check_rate("dropout", dropout)
+    check_rate("dropout", dropout)
     spec, size, features = backbone_features(backbone, image_size, weights, freeze_bn)
 
     feature_input = keras.Input(features.output.shape[1:], name="features")
@@ -97,53 +102,9 @@ def build_multitask(backbone, heads, image_size=None, weights="imagenet", augmen
     head = keras.Model(feature_input, outputs, name="head")
 
     inputs = keras.Input((*size, 3), dtype="uint8", name="image")
-    x = _augment_model(augment)(inputs)
+    x = augment_model(augment)(inputs)
     x = keras.Sequential([spec.preprocessor()], name="preprocess")(x)
     model = keras.Model(inputs, head(features(x)), name=name)
     model.task_kinds = {task: kind for task, (kind, _) in kinds.items()}
     model.task_loss_weights = {task: float(loss_weights.get(task, 1.0)) for task in heads}
     return model
-
-
-def is_multitask(model):
-    """True for a model whose output is a dict of several task outputs."""
-    return isinstance(model.output, dict) and len(model.output) > 1
-
-
-def task_kinds(model):
-    """Task name → kind, read from the model (its output layers' activations after a reload)."""
-    kinds = getattr(model, "task_kinds", None)
-    if kinds:
-        return dict(kinds)
-    head = model.get_layer("head")
-    found = {}
-    for task in model.output:
-        layer = head.get_layer(task)
-        activation = keras.activations.serialize(layer.activation)
-        activation = activation if isinstance(activation, str) else activation.get("config", "")
-        if activation == "softmax":
-            found[task] = "multiclass"
-        elif activation == "sigmoid":
-            found[task] = "binary" if layer.units == 1 else "multilabel"
-        else:
-            found[task] = "regression"
-    return found
-
-
-def multitask_compile_args(model, label_smoothing=0.0):
-    """`loss`, `metrics` and `loss_weights` for `model.compile`, one entry per task."""
-    from kerasrecipes.regularize import Accuracy, CrossEntropy
-
-    losses, metrics = {}, {}
-    for task, kind in task_kinds(model).items():
-        if kind == "multiclass":
-            losses[task] = CrossEntropy(label_smoothing=label_smoothing)
-            metrics[task] = [Accuracy(name="accuracy")]
-        elif kind == "regression":
-            losses[task] = keras.losses.MeanSquaredError()
-            metrics[task] = [keras.metrics.MeanAbsoluteError(name="mae")]
-        else:
-            losses[task] = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
-            metrics[task] = [keras.metrics.BinaryAccuracy(name="accuracy")]
-    weights = getattr(model, "task_loss_weights", None) or {task: 1.0 for task in losses}
-    return {"loss": losses, "metrics": metrics, "loss_weights": weights}

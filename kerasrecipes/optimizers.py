@@ -230,7 +230,7 @@ _OPTIMIZERS = {
 }
 
 
-def _has_momentum(name):
+def has_momentum(name):
     """Whether `get_optimizer(name, ...)` makes an optimizer whose momentum can be scheduled."""
     if not isinstance(name, str) or name.lower() not in _OPTIMIZERS:
         return False

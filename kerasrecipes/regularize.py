@@ -16,6 +16,8 @@
 import keras
 from keras import ops
 
+from kerasrecipes.walk import walk_layers
+
 
 def one_hot_labels(labels, num_classes, label_smoothing=0.0):
     """Integer labels `[B]` → float32 one-hot `[B, num_classes]`; soft `[B, C]` labels pass through.
@@ -310,7 +312,7 @@ def add_weight_regularization(model, l1=0.0, l2=0.0):
             raise ValueError(f"{name} must be a float >= 0. Received: {name}={value!r}")
     regularizer = keras.regularizers.L1L2(l1=float(l1), l2=float(l2)) if (l1 or l2) else None
     count = 0
-    for layer in _all_layers(model):
+    for layer in walk_layers(model):
         for attribute in ("kernel", "depthwise_kernel", "pointwise_kernel"):
             variable = getattr(layer, attribute, None)
             if isinstance(variable, keras.Variable):
@@ -319,10 +321,3 @@ def add_weight_regularization(model, l1=0.0, l2=0.0):
                     setattr(layer, f"{attribute}_regularizer", regularizer)
                 count += 1
     return count
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)

@@ -23,6 +23,8 @@ import time
 
 import keras
 
+from kerasrecipes.plotting import pyplot
+
 KINDS = ("log", "float", "int", "categorical")
 DEFAULT_SPACE = {
     "lr": ("log", 1e-5, 1e-1),
@@ -344,9 +346,7 @@ class SearchResult:
         before they were stopped, or triangles along the bottom of the axis when they were
         stopped before reporting any (NaN or diverging loss).
         """
-        from kerasrecipes.diagnostics import _plt
-
-        plt = _plt()
+        plt = pyplot()
         space = self.spaces[0]
         names = list(space)
         fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)

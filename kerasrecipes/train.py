@@ -21,9 +21,12 @@ import keras
 import numpy as np
 
 from kerasrecipes.backbones import infer_layer_groups
-from kerasrecipes.layers import NormalizeImage
-from kerasrecipes.models import batch_norm_layers, task_of
-from kerasrecipes.optimizers import _has_momentum, clipping_arguments, get_optimizer
+from kerasrecipes.batches import INFINITE, epoch_steps, first_batch, num_batches
+from kerasrecipes.layers import adapt_normalization
+from kerasrecipes.models import batch_norm_layers
+from kerasrecipes.optimizers import clipping_arguments, get_optimizer, has_momentum
+from kerasrecipes.plotting import pyplot
+from kerasrecipes.tasks import default_loss, default_metrics, multitask_compile_args, task_of
 
 SCHEDULES = ("warmup_cosine", "constant", "one_cycle", "step", "sgdr")
 
@@ -105,9 +108,9 @@ def plot_history(history, path, patterns=None):
         path: str. The PNG file.
         patterns: optional list of `(pattern, message)`. Defaults to `diagnose_history(history)`.
     """
-    import matplotlib.pyplot as plt
-
     from kerasrecipes.monitor import CURVE_PATTERNS, diagnose_history
+
+    plt = pyplot()
 
     record = getattr(history, "history", history)
     stages = getattr(history, "stages", None) or []
@@ -404,7 +407,7 @@ def fine_tune(
         )
     fine_tune_lr = lr / 10 if fine_tune_lr is None else fine_tune_lr
     clipping = clipping_arguments(clipnorm, clipvalue, global_clipnorm)
-    train, steps = _steps_per_epoch(train, steps_per_epoch)
+    train, steps = epoch_steps(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps, schedule, loss, metrics, callbacks,
                      weight_decay, verbose, label_smoothing=label_smoothing,
                      backup_dir=backup_dir, clipping=clipping)
@@ -476,7 +479,7 @@ def fit(
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
     clipping = clipping_arguments(clipnorm, clipvalue, global_clipnorm)
-    train, steps = _steps_per_epoch(train, steps_per_epoch)
+    train, steps = epoch_steps(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps, schedule, loss, metrics, callbacks,
                      weight_decay, verbose, label_smoothing=label_smoothing,
                      backup_dir=backup_dir, clipping=clipping)
@@ -553,7 +556,7 @@ def fit_one_cycle(
     if not (isinstance(pct_start, (int, float)) and 0 < pct_start < 1):
         raise ValueError(f"pct_start must be in (0, 1). Received: pct_start={pct_start!r}")
     clipping = clipping_arguments(clipnorm, clipvalue, global_clipnorm)
-    train, steps = _steps_per_epoch(train, steps_per_epoch)
+    train, steps = epoch_steps(train, steps_per_epoch)
     runner = _Runner(model, train, validation, steps,
                      lambda lr, total: OneCycle(lr, total, pct_start=pct_start),
                      loss, metrics, callbacks, weight_decay, verbose, clipping=clipping)
@@ -688,10 +691,10 @@ class _Runner:
         self.soft_labels = _has_soft_labels(self.model, self.train)
         if self.validation is not None:
             _check_batch(self.model, self.validation, "validation")
-        _adapt_normalization(self.model, self.train)
-        from kerasrecipes.distribute import _prepare_processes  # multi-host: shards, statistics
+        adapt_normalization(self.model, self.train)
+        from kerasrecipes.distribute import prepare_processes  # multi-host: shards, statistics
 
-        _prepare_processes(self.model, self.train, self.validation, self.steps,
+        prepare_processes(self.model, self.train, self.validation, self.steps,
                            self.backup.directory if self.backup else None)
 
     def run(self, record, name, epochs, optimizer, lr, multipliers, trainable_groups,
@@ -706,7 +709,7 @@ class _Runner:
         from kerasrecipes.schedules import OneCycle, OneCycleMomentum
 
         momentum_schedule = None
-        if isinstance(learning_rate, OneCycle) and _has_momentum(optimizer):
+        if isinstance(learning_rate, OneCycle) and has_momentum(optimizer):
             # Computed from the step inside the optimizer update: works under jit on TF and JAX.
             momentum_schedule = OneCycleMomentum.mirroring(learning_rate)
         with _strategy_scope(model):  # optimizer variables live with the model's
@@ -715,11 +718,9 @@ class _Runner:
                 weight_decay=self.weight_decay, momentum_schedule=momentum_schedule,
                 **self.clipping,
             )
-        task = _task(model)
+        task = task_of(model)
         compile_args = {}
         if task == "multitask":
-            from kerasrecipes.multitask import multitask_compile_args
-
             compile_args = multitask_compile_args(model, self.label_smoothing)
             default, default_metric = compile_args.pop("loss"), compile_args.pop("metrics")
         elif self.label_smoothing or self.soft_labels:
@@ -768,7 +769,7 @@ class _Runner:
             validation_data=self.validation,
             epochs=first + epochs,
             initial_epoch=first,
-            steps_per_epoch=self.steps if _length(self.train) == _INFINITE else None,
+            steps_per_epoch=self.steps if num_batches(self.train) == INFINITE else None,
             # Keras shuffles only a PyDataset's batch order; for anything else (tf.data, a
             # torch DataLoader) it ignores shuffle=True with a warning.
             shuffle=isinstance(self.train, keras.utils.PyDataset),
@@ -798,19 +799,6 @@ def _strategy_scope(model):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
-def default_loss(task):
-    """The loss that matches the output activation of `build_classifier`'s `task`."""
-    if task == "multiclass":
-        return keras.losses.SparseCategoricalCrossentropy()
-    return keras.losses.BinaryCrossentropy()
-
-
-def default_metrics(task):
-    if task == "multiclass":
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    return [keras.metrics.BinaryAccuracy(name="accuracy")]
-
-
 def _submodel(model, name):
     try:
         return model.get_layer(name)
@@ -822,55 +810,6 @@ def _submodel(model, name):
         ) from None
 
 
-_INFINITE = -1
-
-
-def _length(dataset):
-    """Number of batches; None if unknown, `_INFINITE` for a repeated tf.data dataset."""
-    try:
-        return len(dataset)
-    except TypeError:
-        pass
-    cardinality = getattr(dataset, "cardinality", None)
-    if cardinality is not None:
-        n = int(cardinality())
-        return n if n >= -1 else None
-    return None
-
-
-def _steps_per_epoch(dataset, steps_per_epoch):
-    if steps_per_epoch is not None:
-        if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-            raise ValueError(
-                f"steps_per_epoch must be a positive int. Received: steps_per_epoch={steps_per_epoch!r}"
-            )
-        return dataset, steps_per_epoch
-    n = _length(dataset)
-    if n == _INFINITE:
-        raise ValueError(
-            "The training dataset repeats forever: pass steps_per_epoch so the learning-rate "
-            "schedule knows how many steps an epoch has."
-        )
-    if n is None:
-        # Unknown length (e.g. after `filter`): count once. A cached tf.data pipeline keeps
-        # what this pass decodes, so the first epoch does not pay for it again.
-        print("[kerasrecipes] counting the training batches (dataset length unknown)")
-        n = sum(1 for _ in dataset)
-        if n and hasattr(dataset, "cardinality"):
-            import tensorflow as tf
-
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(n))
-    if n == 0:
-        raise ValueError("The training dataset is empty: it yields no batches.")
-    return dataset, n
-
-
-def _first_batch(dataset):
-    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
-        return dataset[0]
-    return next(iter(dataset))
-
-
 def _check_batch(model, dataset, what):
     """Checks one batch against the model before any training step runs."""
     if isinstance(dataset, (np.ndarray, tuple, list)):
@@ -880,7 +819,7 @@ def _check_batch(model, dataset, what):
             f"{type(dataset).__name__}."
         )
     try:
-        batch = _first_batch(dataset)
+        batch = first_batch(dataset)
     except StopIteration:
         raise ValueError(f"The {what} dataset is empty: it yields no batches.") from None
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
@@ -899,7 +838,7 @@ def _check_batch(model, dataset, what):
             f"The {what} images are {images.dtype}, not uint8 0–255 as the model expects.{hint}",
             stacklevel=3,
         )
-    task = _task(model)
+    task = task_of(model)
     if task == "multiclass":
         num_classes = model.output_shape[-1]
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -909,27 +848,9 @@ def _check_batch(model, dataset, what):
             )
 
 
-def _task(model):
-    """`task_of(model)`, or `"multitask"` for a `kr.build_multitask` model (dict output)."""
-    if isinstance(model.output, dict) and len(model.output) > 1:
-        return "multitask"
-    return task_of(model)
-
-
 def _has_soft_labels(model, dataset):
     """True if a multi-class model's training labels are one-hot/soft `[B, C]` (e.g. MixUp)."""
-    if _task(model) != "multiclass":
+    if task_of(model) != "multiclass":
         return False
-    labels = _first_batch(dataset)[1]
+    labels = first_batch(dataset)[1]
     return len(keras.ops.shape(labels)) == 2 and keras.ops.shape(labels)[-1] > 1
-
-
-def _adapt_normalization(model, train):
-    try:
-        preprocess = model.get_layer("preprocess")
-    except ValueError:
-        return
-    for layer in preprocess.layers:
-        if isinstance(layer, NormalizeImage) and not layer.adapted:
-            print("[kerasrecipes] computing per-channel mean/std on the training split")
-            layer.adapt(train)

@@ -11,7 +11,7 @@ from kerasrecipes.augment import (
     RandomResizedCrop,
     _affine_crop_and_resize,
     _crop_and_resize,
-    _tf_crop_window,
+    tf_crop_window,
     augment_dataset,
     augmentation,
     crop_boxes,
@@ -112,7 +112,7 @@ def torchvision_crop_windows(height, width, n, seed=0, scale=(0.08, 1.0), ratio=
 
 def _tf_windows(height, width, n, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
     def draw(s):
-        window, flip_draw = _tf_crop_window(tf.stack([s, 0]), height, width, scale, ratio)
+        window, flip_draw = tf_crop_window(tf.stack([s, 0]), height, width, scale, ratio)
         return window, flip_draw
 
     windows, flips = next(iter(tf.data.Dataset.range(n).map(draw).batch(n)))

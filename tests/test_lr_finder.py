@@ -232,7 +232,7 @@ def test_fit_one_cycle_runs_find_lr_when_max_lr_is_none():
 def test_cli_lr_find_writes_the_png_and_prints_suggestions(make_image_folder, tmp_path, capsys,
                                                            stage):
     from kerasrecipes import cli
-    from kerasrecipes.backbones import _REGISTRY, _key
+    from kerasrecipes.registry import _REGISTRY, registry_key
 
     kr.register_backbone(TINY)
     try:
@@ -242,7 +242,7 @@ def test_cli_lr_find_writes_the_png_and_prints_suggestions(make_image_folder, tm
                          "--batch-size", "4", "--num-steps", "6", "--min-lr", "1e-4",
                          "--max-lr", "1", "--stage", stage, "--augment", "none", "--out", out])
     finally:
-        _REGISTRY.pop(_key(TINY.name), None)
+        _REGISTRY.pop(registry_key(TINY.name), None)
     assert code == 0
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out

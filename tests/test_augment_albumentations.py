@@ -1,4 +1,4 @@
-"""Tests of `kerasrecipes.data.albumentations_map` (kept apart from tests/test_data.py)."""
+"""Tests of `kerasrecipes.augment_albumentations` (`kr.albumentations_map`)."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import tensorflow as tf
 
 A = pytest.importorskip("albumentations")
 
-from kerasrecipes.data import albumentations_map  # noqa: E402
+from kerasrecipes.augment_albumentations import albumentations_map  # noqa: E402
 
 
 def _dataset(n=6, size=24):
@@ -60,3 +60,11 @@ def test_masks_and_boxes_only_when_given():
     np.testing.assert_array_equal(targets["bboxes"].numpy()[:, 1:], -1)
     with pytest.raises(ValueError, match="compose must be an albumentations Compose"):
         albumentations_map("flip")
+
+
+def test_the_old_import_paths_give_the_same_function():
+    import kerasrecipes as kr
+    from kerasrecipes import data
+
+    assert data.albumentations_map is albumentations_map
+    assert kr.albumentations_map is albumentations_map
