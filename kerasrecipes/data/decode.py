@@ -41,7 +41,7 @@ def composite_on_white(rgba, max_value=255):
     return ((2 * num + m * m) // (2 * m * m)).astype(np.uint8)
 
 
-def _pil_to_rgb(img):
+def pil_to_rgb(img):
     """Converts an opened PIL image to uint8 RGB `[H, W, 3]` following this module's rules."""
     from PIL import ImageOps
 
@@ -71,7 +71,7 @@ def pil_decode(path):
     from PIL import Image
 
     with Image.open(path) as img:
-        return np.ascontiguousarray(_pil_to_rgb(img))
+        return np.ascontiguousarray(pil_to_rgb(img))
 
 
 def png_header(path):

@@ -56,7 +56,7 @@ class ServedModel:
     def __init__(self, path, name=None, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
         import tensorflow as tf
 
-        from kerasrecipes.data import _tf_resize
+        from kerasrecipes.data.decode import tf_resize
         from kerasrecipes.export import load_exported
 
         if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) \
@@ -88,7 +88,7 @@ class ServedModel:
         crop = bool(self.info.get("crop_to_aspect_ratio", False))
         size = self.image_shape[:2]
         self._resize = tf.function(
-            lambda image: _tf_resize(image, size, crop),
+            lambda image: tf_resize(image, size, crop),
             input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
         )
         self._serve = self._loaded.serve
@@ -112,7 +112,7 @@ class ServedModel:
         """
         from PIL import Image, UnidentifiedImageError
 
-        from kerasrecipes.data import _pil_to_rgb
+        from kerasrecipes.data.decode import pil_to_rgb
 
         if not data:
             raise ItemError("empty image (0 bytes)")
@@ -124,7 +124,7 @@ class ServedModel:
                         f"image too large: {width}×{height} = {width * height:,} pixels, over "
                         f"the limit of {self.max_image_pixels:,} (--max-image-pixels); send it "
                         "resized")
-                image = np.ascontiguousarray(_pil_to_rgb(img))
+                image = np.ascontiguousarray(pil_to_rgb(img))
         except ItemError:
             raise
         except UnidentifiedImageError:
