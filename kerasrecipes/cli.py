@@ -128,14 +128,33 @@ def _predict(args):
     if not paths:
         print("error: give at least one image path", file=sys.stderr)
         return 2
-    images = np.stack([kr.load_image(p, image_size=size) for p in paths])
-    probabilities = predict(images)
-    for path, probs in zip(paths, probabilities):
-        print(path)
-        for index in np.argsort(-probs)[: args.top]:
-            name = names[index] if names else str(index)
-            print(f"  {probs[index]:.4f}  {index:4d}  {name}")
+    # Each file on its own: a bad one is named and skipped, the others are predicted. In
+    # chunks, so that thousands of paths do not sit in memory at once.
+    failed = []
+    for start in range(0, len(paths), _PREDICT_CHUNK):
+        good, images = [], []
+        for path in paths[start: start + _PREDICT_CHUNK]:
+            try:
+                images.append(kr.load_image(path, image_size=size))
+                good.append(path)
+            except (ValueError, OSError) as error:
+                failed.append(path)
+                print(f"[kerasrecipes] skipped {path}: {error}", file=sys.stderr)
+        if not images:
+            continue
+        for path, probs in zip(good, predict(np.stack(images))):
+            print(path)
+            for index in np.argsort(-probs)[: args.top]:
+                name = names[index] if names else str(index)
+                print(f"  {probs[index]:.4f}  {index:4d}  {name}")
+    if failed:
+        print(f"[kerasrecipes] {len(failed)} of {len(paths)} files could not be read: "
+              f"{', '.join(failed[:5])}{' …' if len(failed) > 5 else ''}", file=sys.stderr)
+        return 1
     return 0
+
+
+_PREDICT_CHUNK = 32
 
 
 def _serve(args):
@@ -150,7 +169,7 @@ def _serve(args):
     )
 
 
-EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-dynamic", "onnx")
+EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-dynamic", "onnx", "openvino")
 
 
 def _export(args):
@@ -180,6 +199,8 @@ def _export(args):
                                              class_names=class_names)
         elif fmt == "onnx":
             path = export.export_onnx(model, os.path.join(args.out, "model.onnx"))
+        elif fmt == "openvino":
+            path = export.export_openvino(model, os.path.join(args.out, "model.xml"))
         else:
             quantize = "dynamic" if fmt == "tflite-dynamic" else None
             path = export.export_tflite(model, os.path.join(args.out, f"model_{fmt}.tflite"),
@@ -314,7 +335,8 @@ def build_parser():
     pr.add_argument("--top", type=int, default=5)
     pr.set_defaults(func=_predict)
 
-    ex = sub.add_parser("export", help="export a .keras model as SavedModel / TFLite / ONNX")
+    ex = sub.add_parser("export", help="export a .keras model as SavedModel / TFLite / ONNX / "
+                        "OpenVINO")
     ex.add_argument("model", help="a .keras file (finetune writes OUT/model.keras)")
     ex.add_argument("--out", required=True, help="output directory")
     ex.add_argument("--formats", default="savedmodel,tflite,tflite-dynamic,onnx",

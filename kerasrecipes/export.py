@@ -11,6 +11,7 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 
 from kerasrecipes.data.decode import decode_image_bytes, tf_resize
 
@@ -234,6 +235,75 @@ def _inference_function(model):
         return model(images, training=False)
 
     return predict, spec
+
+
+class _InferenceModel(keras.Model):
+    """Calls the wrapped model with `training=False`, whatever the caller passes."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(name=f"{model.name}_inference", **kwargs)
+        self.wrapped = model
+
+    def call(self, images):
+        return self.wrapped(images, training=False)
+
+
+def inference_model(model):
+    """Returns `(wrapper, input_signature)` for Keras' own `model.export(format=...)`.
+
+    Keras' exporters trace the model's call as it is: Keras 3 augmentation layers default to
+    `training=True`, so `model.export(path, format="litert")` keeps them in the graph (outputs
+    off by up to 2e-3 on a model with `augment="light"`), and the ONNX and OpenVINO exporters
+    meet their random ops and fail. The wrapper calls `model(images, training=False)`; the
+    signature is uint8 `images [None, H, W, 3]`.
+    """
+    import tensorflow as tf
+
+    wrapper = _InferenceModel(model)
+    shape = model.input_shape[1:]
+    wrapper(np.zeros((1, *shape), np.uint8))  # built, as Keras' exporters require
+    spec = tf.TensorSpec([None, *shape], tf.uint8, name="images")
+    return wrapper, [spec]
+
+
+def export_openvino(model, path):
+    """Writes an OpenVINO IR of `model` (uint8 `images` in, probabilities out) for CPU serving.
+
+    Converted from the ONNX graph of `export_onnx` (tf2onnx) by `openvino.convert_model`, with
+    float32 weights. Keras' own `model.export(format="openvino")` (on `inference_model`, since
+    as is it fails on the augmentation's random ops) gives the same outputs, but its TensorFlow
+    front end leaves a stray scalar output in the graph (a `strided_slice` of the augmentation
+    layers); through ONNX the outputs are exactly the model's, named as in `export_onnx` (one
+    per task for a multi-task model). See BENCHMARKS.md, "Export formats".
+
+    Args:
+        model: keras.Model taking uint8 images.
+        path: str. The `.xml` file; the weights go to the same name ending in `.bin`. Both are
+            written to a temporary directory first, then moved in place (weights first).
+
+    Returns:
+        The `.xml` path. Run it with `openvino.Core().compile_model(path, "CPU")(images)[0]`.
+    """
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ImportError("OpenVINO export needs openvino: pip install openvino") from None
+    path = os.path.abspath(os.fspath(path))
+    if not path.endswith(".xml"):
+        raise ValueError(f"path must end in .xml (the OpenVINO IR graph; the weights go to "
+                         f"the .bin beside it). Received: path={path!r}")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".openvino-", dir=parent)
+    try:
+        onnx_path = export_onnx(model, os.path.join(staging, "model.onnx"))
+        staged = os.path.join(staging, "model.xml")
+        ov.save_model(ov.convert_model(onnx_path), staged, compress_to_fp16=False)
+        os.replace(staged[:-4] + ".bin", path[:-4] + ".bin")
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
 
 
 def export_tflite(model, path, quantize=None):

@@ -102,3 +102,30 @@ def test_finetune_passes_schedule_and_clipping_and_checks_them_first(photo_folde
     assert received["schedule"] == "warmup_cosine"
     assert received["global_clipnorm"] == 1.5
     assert received["clipnorm"] is None and received["clipvalue"] is None
+
+
+def test_predict_names_each_bad_file_and_goes_on(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    import kerasrecipes as kr
+    from tiny_models import TINY
+
+    model = kr.build_classifier(TINY, num_classes=3, weights=None)
+    export = kr.export_saved_model(model, tmp_path / "export", class_names=["a", "b", "c"])
+    good = [str(tmp_path / "good.jpg"), str(tmp_path / "good.png")]
+    for path in good:
+        Image.fromarray(np.full((20, 24, 3), 120, "uint8")).save(path)
+    (tmp_path / "text.jpg").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(open(good[0], "rb").read()[:200])
+    bad = [str(tmp_path / "text.jpg"), str(tmp_path / "empty.png"), str(truncated),
+           str(tmp_path / "missing.jpg")]
+    assert main(["predict", str(export), good[0], *bad, good[1], "--top", "1"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0::2] == good and len(lines) == 4
+    for path in bad:
+        assert f"skipped {path}: " in captured.err
+    assert "4 of 6 files could not be read" in captured.err

@@ -13,6 +13,17 @@ from tiny_models import TINY
 IMAGES = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3)).astype("uint8")
 
 
+def _tflite_interpreter(path):
+    """ai-edge-litert's interpreter (tf.lite.Interpreter is deprecated), or TF's without it."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(path))
+
+
 @pytest.fixture(scope="module")
 def model():
     # Augmentation and (trainable) BatchNorm inside: the served graph must use neither.
@@ -105,7 +116,7 @@ def test_tflite_float_and_dynamic_range(model, tmp_path, which):
     for quantize in (None, "dynamic"):
         path = export_tflite(model, tmp_path / f"m_{quantize}.tflite", quantize=quantize)
         sizes[quantize] = os.path.getsize(path)
-        interpreter = tf.lite.Interpreter(model_path=path)
+        interpreter = _tflite_interpreter(path)
         inp = interpreter.get_input_details()[0]
         interpreter.resize_tensor_input(inp["index"], IMAGES.shape)
         interpreter.allocate_tensors()
@@ -239,8 +250,7 @@ def test_multitask_tflite_and_onnx_name_their_outputs_after_the_tasks(multitask_
     from kerasrecipes.export import export_onnx, export_tflite
 
     expected = _predict_tasks(multitask_model, IMAGES_32)
-    interpreter = tf.lite.Interpreter(model_path=export_tflite(multitask_model,
-                                                               tmp_path / "m.tflite"))
+    interpreter = _tflite_interpreter(export_tflite(multitask_model, tmp_path / "m.tflite"))
     got = interpreter.get_signature_runner("serve")(images=IMAGES_32)
     assert sorted(got) == ["brightness", "label"]
     for task in got:
@@ -270,3 +280,76 @@ def test_multitask_class_names_errors(multitask_model, tmp_path, class_names, me
 def test_single_output_model_rejects_class_names_per_task(model, tmp_path):
     with pytest.raises(ValueError, match="class_names is a dict, but the model has a single"):
         kr.export_saved_model(model, tmp_path / "x", class_names={"label": ["a", "b", "c"]})
+
+
+def _openvino_run(path, images):
+    import openvino as ov
+
+    # float32 math: the CPU plugin's default is bfloat16 on CPUs with AVX-512 BF16 / AMX.
+    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert compiled.inputs[0].get_element_type().get_type_name() == "u8"
+    return compiled, compiled(images)
+
+
+def test_openvino_matches_predict_in_inference_mode(model, tmp_path):
+    pytest.importorskip("openvino")
+    pytest.importorskip("tf2onnx")
+    from kerasrecipes.export import export_openvino
+
+    path = export_openvino(model, tmp_path / "ov" / "model.xml")
+    assert sorted(os.listdir(tmp_path / "ov")) == ["model.bin", "model.xml"]
+    compiled, outputs = _openvino_run(path, IMAGES)
+    assert len(compiled.outputs) == 1  # the model's output only
+    expected = model.predict(IMAGES, verbose=0)
+    np.testing.assert_allclose(outputs[0], expected, atol=1e-5)
+    np.testing.assert_array_equal(compiled(IMAGES)[0], outputs[0])
+    with pytest.raises(ValueError, match="path must end in .xml"):
+        export_openvino(model, tmp_path / "model.bin")
+
+
+def test_multitask_openvino_names_its_outputs_after_the_tasks(multitask_model, tmp_path):
+    pytest.importorskip("openvino")
+    pytest.importorskip("tf2onnx")
+    from kerasrecipes.export import export_openvino
+
+    compiled, outputs = _openvino_run(export_openvino(multitask_model, tmp_path / "m.xml"),
+                                      IMAGES_32)
+    expected = _predict_tasks(multitask_model, IMAGES_32)
+    got = {next(iter(port.get_names() & set(expected))): outputs[port]
+           for port in compiled.outputs}
+    assert sorted(got) == ["brightness", "label"]
+    for task in got:
+        np.testing.assert_allclose(got[task], expected[task], atol=1e-5)
+
+
+def test_keras_exporters_keep_inference_mode_through_the_wrapper(model, tmp_path):
+    """Keras' `model.export(format="litert")` on the model as is would keep the "standard"
+    augmentation in the graph; through `inference_model` its output equals `predict`."""
+    from kerasrecipes.export import inference_model
+
+    wrapper, signature = inference_model(model)
+    path = str(tmp_path / "k.tflite")
+    wrapper.export(path, format="litert", input_signature=signature, verbose=False)
+    interpreter = _tflite_interpreter(path)
+    inp = interpreter.get_input_details()[0]
+    assert np.dtype(inp["dtype"]) == np.uint8
+    interpreter.resize_tensor_input(inp["index"], IMAGES.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], IMAGES)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, model.predict(IMAGES, verbose=0), atol=1e-5)
+
+
+def test_cli_export_writes_openvino(model, tmp_path):
+    pytest.importorskip("openvino")
+    pytest.importorskip("tf2onnx")
+    from kerasrecipes.cli import main
+
+    model.save(tmp_path / "model.keras")
+    out = tmp_path / "exported"
+    assert main(["export", str(tmp_path / "model.keras"), "--out", str(out),
+                 "--formats", "openvino"]) == 0
+    assert sorted(os.listdir(out)) == ["model.bin", "model.xml"]
+    _, outputs = _openvino_run(str(out / "model.xml"), IMAGES)
+    np.testing.assert_allclose(outputs[0], model.predict(IMAGES, verbose=0), atol=1e-5)
