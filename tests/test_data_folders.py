@@ -174,3 +174,182 @@ def test_split_layout_errors(make_image_folder):
     root = make_image_folder(name="twice", splits={"train": 2, "val": 1, "validation": 1})
     with pytest.raises(ValueError, match="two folders for the 'validation' split"):
         image_folder_datasets(root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unusual folders: each works as documented or stops before training, naming the folder/file.
+
+
+def _counts(data):
+    return {split: dict(zip(data.class_names, c)) for split, c in data.report.counts.items()}
+
+
+def test_images_next_to_the_class_folders_are_left_out_with_a_warning(image_folder,
+                                                                      make_image_folder):
+    Image.new("RGB", (8, 8)).save(os.path.join(image_folder, "cover.jpg"))
+    with pytest.warns(UserWarning, match=r"1 image file\(s\) lie outside any class folder.*"
+                                         r"cover\.jpg.*Move each into the folder of its class"):
+        data = image_folder_datasets(image_folder, image_size=8)
+    assert data.num_examples == {"train": 12}
+    assert data.report.ignored == [os.path.join(image_folder, "cover.jpg")]
+
+    root = make_image_folder(name="splits", splits={"train": 2, "validation": 1})
+    Image.new("RGB", (8, 8)).save(os.path.join(root, "stray.png"))
+    Image.new("RGB", (8, 8)).save(os.path.join(root, "validation", "stray2.png"))
+    with pytest.warns(UserWarning, match=r"2 image file\(s\) lie outside"):
+        data = image_folder_datasets(root, image_size=8)
+    assert data.num_examples == {"train": 6, "validation": 3}
+    assert [os.path.basename(p) for p in data.report.ignored] == ["stray.png", "stray2.png"]
+
+
+def test_nested_folders_belong_to_their_class(image_folder):
+    from conftest import write_class_images
+
+    write_class_images(os.path.join(image_folder, "cat", "2023", "summer"), 0, 3, seed=5)
+    data = image_folder_datasets(image_folder, image_size=8)
+    assert _counts(data)["train"] == {"cat": 7, "dog": 4, "fox": 4}
+    nested = [p for p, label in data.files["train"] if "summer" in p]
+    assert len(nested) == 3 and {label for p, label in data.files["train"] if p in nested} == {0}
+
+
+def test_hidden_and_tool_folders_are_ignored(image_folder, recwarn):
+    from conftest import write_class_images
+
+    # Jupyter, macOS zip and Synology leftovers: neither classes nor images of a class.
+    write_class_images(os.path.join(image_folder, ".ipynb_checkpoints"), 0, 2)
+    write_class_images(os.path.join(image_folder, "__MACOSX", "cat"), 0, 2)
+    write_class_images(os.path.join(image_folder, "cat", ".ipynb_checkpoints"), 1, 2)
+    write_class_images(os.path.join(image_folder, "dog", "@eaDir", "000.jpg"), 1, 2)
+    write_class_images(os.path.join(image_folder, "fox", ".hidden"), 2, 2)
+    data = image_folder_datasets(image_folder, image_size=8)
+    assert data.class_names == ["cat", "dog", "fox"]
+    assert data.num_examples == {"train": 12}
+    assert not [w for w in recwarn if "outside any class" in str(w.message)]
+
+
+def test_symlinks_are_followed_and_a_loop_is_skipped(image_folder, tmp_path):
+    from conftest import write_class_images
+
+    elsewhere = write_class_images(str(tmp_path / "elsewhere"), 0, 2, seed=9)
+    os.symlink(elsewhere[0], os.path.join(image_folder, "cat", "linked.jpg"))
+    os.symlink(str(tmp_path / "elsewhere"), os.path.join(image_folder, "fox", "more"))
+    os.symlink("..", os.path.join(image_folder, "dog", "loop"))  # dog/loop/loop/... forever
+    with pytest.warns(UserWarning, match=r"Skipped the folder link .*dog/loop.*symbolic-link "
+                                         r"loop"):
+        data = image_folder_datasets(image_folder, image_size=8)
+    assert _counts(data)["train"] == {"cat": 5, "dog": 4, "fox": 6}
+    assert data.report.warnings and any("loop" in w for w in data.report.warnings)
+
+
+def test_broken_links_are_named_like_unreadable_files(image_folder):
+    cat = os.path.join(image_folder, "cat")
+    os.symlink(os.path.join(cat, "gone.jpg"), os.path.join(cat, "broken.jpg"))
+    os.symlink(os.path.join(cat, "b.jpg"), os.path.join(cat, "a.jpg"))
+    os.symlink(os.path.join(cat, "a.jpg"), os.path.join(cat, "b.jpg"))
+    with pytest.warns(UserWarning, match=r"Skipped 3 unreadable"):
+        data = image_folder_datasets(image_folder, image_size=8)
+    reasons = {os.path.basename(p): r for p, r in data.skipped}
+    assert reasons["broken.jpg"].startswith("broken symbolic link to")
+    assert "gone.jpg" in reasons["broken.jpg"]
+    assert reasons["a.jpg"].startswith("symbolic link loop")
+    assert data.num_examples == {"train": 12}
+
+
+def _running_as_root():
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.mark.skipif(_running_as_root(), reason="root reads files whatever their permissions; "
+                    "test_unreadable_file_is_named_by_injection covers it")
+def test_unreadable_file_is_named(image_folder):
+    victim = os.path.join(image_folder, "dog", "000.jpg")
+    os.chmod(victim, 0)
+    try:
+        with pytest.raises(ValueError, match=r"(?s)1 image file.*dog/000\.jpg: permission denied"):
+            image_folder_datasets(image_folder, on_bad_file="raise")
+    finally:
+        os.chmod(victim, 0o644)
+
+
+def test_unreadable_file_is_named_by_injection(image_folder, monkeypatch):
+    import builtins
+
+    from kerasrecipes.data import scan
+
+    victim = os.path.join(image_folder, "dog", "000.jpg")
+
+    def guarded_open(path, *args, **kwargs):
+        if os.fspath(path) == victim:
+            raise PermissionError(13, "Permission denied", victim)
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(scan, "open", guarded_open, raising=False)
+    with pytest.raises(ValueError, match=r"(?s)1 image file.*dog/000\.jpg: permission denied: "
+                                         r"this user cannot read the file"):
+        image_folder_datasets(image_folder, on_bad_file="raise")
+    with pytest.warns(UserWarning, match="Skipped 1 unreadable"):
+        data = image_folder_datasets(image_folder, image_size=8)
+    assert data.num_examples == {"train": 11}
+
+
+def test_unreadable_folder_stops_with_its_name(image_folder, monkeypatch):
+    blocked = os.path.join(image_folder, "cat", "private")
+    os.makedirs(blocked)
+    Image.new("RGB", (8, 8)).save(os.path.join(blocked, "x.png"))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == blocked:
+            raise PermissionError(13, "Permission denied", blocked)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(ValueError, match=r"Cannot read the folder .*cat/private.*Permission "
+                                         r"denied.*would be left out"):
+        image_folder_datasets(image_folder, image_size=8)
+
+    def listdir(path="."):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    with pytest.raises(ValueError, match=r"Cannot read the folder .*photos.*permission denied"):
+        image_folder_datasets(image_folder, image_size=8)
+
+
+def test_file_names_with_spaces_quotes_newlines_and_other_scripts(tmp_path):
+    names = ["with space.jpg", "quote's \"double\".png", "new\nline.jpg", "café ☕ 猫.png",
+             "tab\there.jpg"]
+    root = tmp_path / "odd names"
+    for label, cls in enumerate(["a b", "é"]):
+        os.makedirs(root / cls)
+        for i, name in enumerate(names):
+            Image.new("RGB", (8 + i, 8), class_color(label)).save(root / cls / name)
+    # A name that is not valid UTF-8 (Latin-1 bytes), as old archives leave them.
+    raw = os.path.join(os.fsencode(str(root / "é")), b"caf\xe9.png")
+    Image.new("RGB", (8, 8), class_color(1)).save(raw, format="PNG")
+    (root / "a b" / "bad\nname.jpg").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"'.*bad\\nname\.jpg': not an image"):
+        data = image_folder_datasets(str(root), image_size=8, batch_size=4)
+    assert data.class_names == ["a b", "é"]
+    assert data.num_examples == {"train": 11}
+    batches = list(data.train)
+    labels = np.concatenate([y.numpy() for _, y in batches])
+    images = np.concatenate([x.numpy() for x, _ in batches])
+    assert sorted(labels.tolist()) == [0] * 5 + [1] * 6
+    for image, label in zip(images, labels):
+        np.testing.assert_allclose(image.reshape(-1, 3).mean(0), class_color(label), atol=2)
+
+
+def test_validation_missing_a_class_warns_and_an_extra_class_stops(make_image_folder):
+    root = make_image_folder(splits={"train": 3, "validation": 1})
+    import shutil
+
+    shutil.rmtree(os.path.join(root, "validation", "fox"))
+    with pytest.warns(UserWarning, match=r"The validation split has no images of 1 class\(es\): "
+                                         r"\['fox'\]"):
+        data = image_folder_datasets(root, image_size=8)
+    assert _counts(data)["validation"] == {"cat": 1, "dog": 1, "fox": 0}
+    os.makedirs(os.path.join(root, "validation", "owl"))
+    with pytest.raises(ValueError, match=r"validation folder .* has class folders the train "
+                                         r"split lacks: \['owl'\]"):
+        image_folder_datasets(root)

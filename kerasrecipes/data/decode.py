@@ -74,10 +74,11 @@ def pil_decode(path):
         return np.ascontiguousarray(pil_to_rgb(img))
 
 
-def png_header(path):
-    """Returns `(bit_depth, color_type)` from a PNG's IHDR chunk, or `(None, None)`."""
-    with open(path, "rb") as f:
-        head = f.read(26)
+def png_header(head):
+    """Returns `(bit_depth, color_type)` from a PNG's IHDR chunk, or `(None, None)`.
+
+    `head` is the file's bytes (at least its first 26), so the scan reads each file only once.
+    """
     if len(head) < 26 or head[12:16] != b"IHDR":
         return None, None
     return head[24], head[25]

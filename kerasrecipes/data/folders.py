@@ -18,13 +18,33 @@ from kerasrecipes.data.decode import (
     tf_resize,
 )
 from kerasrecipes.data.image_data import ImageData
-from kerasrecipes.data.layout import class_dirs, collect_split, detect_layout, stratified_split
+from kerasrecipes.data.layout import (
+    class_dirs,
+    collect_split,
+    detect_layout,
+    loose_images,
+    stratified_split,
+)
 from kerasrecipes.data.pipeline import files_dataset
-from kerasrecipes.data.scan import IMAGE_EXTENSIONS, format_bad, is_image_name, scan_files
+from kerasrecipes.data.scan import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_EXTENSIONS,
+    DataReport,
+    balance_warnings,
+    check_max_image_pixels,
+    class_counts,
+    dedupe_plan,
+    display_path,
+    duplicate_warnings,
+    find_duplicates,
+    format_bad,
+    scan_files,
+)
 from kerasrecipes.utils import check_image_size
 
 
-def load_image(path, image_size=None, crop_to_aspect_ratio=False):
+def load_image(path, image_size=None, crop_to_aspect_ratio=False,
+               max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     """Reads one image file as uint8 RGB pixels, decoded exactly like the training pipelines.
 
     Transparency is composited on white, grayscale and palette images become RGB, 16-bit images
@@ -38,6 +58,8 @@ def load_image(path, image_size=None, crop_to_aspect_ratio=False):
         image_size: int or `(height, width)`, or `None` to keep the file's size. Defaults to `None`.
         crop_to_aspect_ratio: bool. Centre-crop to the aspect ratio of `image_size` before resizing
             instead of stretching. Defaults to `False`.
+        max_image_pixels: int or `None`. A larger image (width × height, read from its header) is
+            refused before decoding. Defaults to PIL's limit (89,478,485).
 
     Returns:
         numpy uint8 array `[height, width, 3]`.
@@ -54,9 +76,10 @@ def load_image(path, image_size=None, crop_to_aspect_ratio=False):
     """
     path = os.fspath(path)
     image_size = check_image_size(image_size, allow_none=True)
+    max_image_pixels = check_max_image_pixels(max_image_pixels)
     if not os.path.isfile(path):
         raise ValueError(f"Image file not found. Received: path={path!r}")
-    kind, reason = scan_files([path])[0]
+    kind, reason, _ = scan_files([path], max_image_pixels=max_image_pixels)[0]
     if reason is not None:
         raise ValueError(f"Cannot read the image {path!r}: {reason}.")
     tf = optional_tensorflow()
@@ -82,6 +105,8 @@ def image_folder_datasets(
     cache=True,
     crop_to_aspect_ratio=False,
     augment=None,
+    dedupe=False,
+    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
     verbose=True,
 ):
     """Builds train/validation/test datasets from a folder of images, one sub-folder per class.
@@ -94,11 +119,24 @@ def image_folder_datasets(
       `test/` folders. `validation_split` may still carve validation out of `train/` when there
       is no validation folder.
 
-    Every file with an image extension is fully decoded once by a scan before any dataset is built;
-    files that cannot be read (empty, truncated, text or an unsupported format behind an image
-    extension) are skipped with a warning or raise, as `on_bad_file` says, and are listed in
+    Every file with an image extension is read and fully decoded once by a scan before any dataset
+    is built; files that cannot be used (empty, truncated, text or an unsupported format behind an
+    image extension, permission denied, a broken symbolic link, more than `max_image_pixels`
+    pixels) are skipped with a warning or raise, as `on_bad_file` says, and are listed in
     `.skipped`. Files without an image extension (`.txt`, `.DS_Store`) are ignored. See
     `kerasrecipes.data.decode` for how each format is decoded.
+
+    What the folder walk does (details in `kerasrecipes.data.scan`): sub-folders of a class
+    folder belong to the class; hidden folders (`.ipynb_checkpoints`) and `__MACOSX`/`@eaDir`
+    are ignored; symbolic links are followed and loops skipped with a warning; image files lying
+    next to the class folders (in no class) are left out with a warning; a folder that cannot be
+    read is an error naming it. Any file name works (spaces, quotes, newlines, non-ASCII,
+    undecodable bytes); messages quote unusual names.
+
+    The scan hashes the bytes it reads, so the returned `.report` (a `DataReport`) lists exact
+    duplicates inside a split and across splits (leakage) without reading any file twice, and
+    the images per class and split; a warning is emitted for each problem (duplicates, a class
+    under 5% of the largest, a validation/test split missing a class, ignored files).
 
     Args:
         directory: str or path-like. The root folder.
@@ -128,11 +166,21 @@ def image_folder_datasets(
             `image_size`), seeded by `seed`. The other layers run on the batches. With a fused
             crop, `cache` keeps the encoded training files instead of decoded images.
             Defaults to `None`.
+        dedupe: bool. Drop exact duplicates (same bytes) before splitting: a copy outside the
+            most held-out split of its group is dropped (the train copy when an image is also in
+            validation or test, the validation copy when also in test), so evaluation data stays
+            as it is and training loses the leaked copy; inside one split the first copy in path
+            order is kept, or every copy when they carry different labels. Dropped files are
+            listed in `.report.dropped`. Defaults to `False` (duplicates are only reported).
+        max_image_pixels: int or `None`. Images with more pixels (width × height, read from the
+            header) are refused before decoding, so a decompression bomb never reaches memory;
+            `None` for no limit. Defaults to PIL's limit (89,478,485, about 9,459 × 9,459).
         verbose: bool. Show a progress bar while scanning more than 300 files.
             Defaults to `True`.
 
     Returns:
-        `ImageData` whose datasets yield `(uint8 [B, H, W, 3], int32 [B])` batches.
+        `ImageData` whose datasets yield `(uint8 [B, H, W, 3], int32 [B])` batches, with the
+        `DataReport` of the scan as `.report`.
 
     Example:
 
@@ -159,6 +207,9 @@ def image_folder_datasets(
     validation_split = check_validation_split(validation_split)
     cache = check_cache(cache)
     augment = check_augment(augment, image_size, seed)
+    max_image_pixels = check_max_image_pixels(max_image_pixels)
+    if not isinstance(dedupe, bool):
+        raise ValueError(f"dedupe must be True or False. Received: dedupe={dedupe!r}")
     if on_bad_file not in ("skip", "raise"):
         raise ValueError(
             f"on_bad_file must be 'skip' or 'raise'. Received: on_bad_file={on_bad_file!r}"
@@ -174,7 +225,7 @@ def image_folder_datasets(
     train_dir = layout["train"]
     found = class_dirs(train_dir)
     if not found:
-        loose = [f for f in os.listdir(train_dir) if is_image_name(f)]
+        loose = loose_images(train_dir)
         hint = (
             f" It holds {len(loose)} image files directly: move them into one sub-folder per class."
             if loose
@@ -203,33 +254,42 @@ def image_folder_datasets(
             f"validation_split or the folder. Received: validation_split={validation_split}"
         )
 
+    notes = []  # Every warning about the data, emitted at the end and kept in the report.
+    ignored = sorted({p for folder in {root, *layout.values()} for p in loose_images(folder)})
+    if ignored:
+        shown = ", ".join(display_path(p) for p in ignored[:5])
+        notes.append(
+            f"{len(ignored)} image file(s) lie outside any class folder and are not used: "
+            f"{shown}{' …' if len(ignored) > 5 else ''}. Move each into the folder of its class "
+            "(root/<class>/ or root/<split>/<class>/)."
+        )
     splits = {}
     for split in ("train", "validation", "test"):
         if split in layout:
-            splits[split] = collect_split(layout[split], class_names, split)
+            splits[split] = collect_split(layout[split], class_names, split, notes)
     all_paths = [p for paths, _ in splits.values() for p in paths]
     if not all_paths:
         raise ValueError(
             f"No image files found under {root!r} (extensions: {', '.join(IMAGE_EXTENSIONS)})."
         )
 
-    results = dict(zip(all_paths, scan_files(all_paths, verbose=verbose)))
-    skipped = [(p, results[p][1]) for p in all_paths if results[p][1] is not None]
+    results = dict(zip(all_paths, scan_files(all_paths, verbose=verbose,
+                                             max_image_pixels=max_image_pixels)))
+    skipped = [(p, results[p].reason) for p in all_paths if results[p].reason is not None]
     if skipped and on_bad_file == "raise":
         raise ValueError(
             f"{len(skipped)} image file(s) under {root!r} cannot be read. Fix or remove them, "
             f"or pass on_bad_file='skip':\n{format_bad(skipped, 20)}"
         )
     if skipped:
-        warnings.warn(
-            f"Skipped {len(skipped)} unreadable image file(s) under {root!r} (full list in "
-            f"`.skipped`):\n{format_bad(skipped, 5)}",
-            stacklevel=2,
-        )
+        message = (f"Skipped {len(skipped)} unreadable image file(s) under {root!r} (full list "
+                   f"in `.skipped`):\n{format_bad(skipped, 5)}")
+        warnings.warn(message, stacklevel=2)
+        notes.insert(0, message)
 
     kept = {}
     for split, (paths, labels) in splits.items():
-        good = [(p, l) for p, l in zip(paths, labels) if results[p][1] is None]
+        good = [(p, l) for p, l in zip(paths, labels) if results[p].reason is None]
         for label, name in enumerate(class_names):
             class_dir = os.path.join(layout[split], name)
             if os.path.isdir(class_dir) and not any(l == label for _, l in good):
@@ -238,6 +298,27 @@ def image_folder_datasets(
                     "see the warning above). Add valid images or remove the folder."
                 )
         kept[split] = good
+
+    digests = {p: check.digest for p, check in results.items() if check.reason is None}
+
+    def items():
+        return [(split, p, l) for split, pairs in kept.items() for p, l in pairs]
+
+    dropped = []
+    if dedupe:
+        # Before carving a validation split, so that no copy lands on both sides of it.
+        duplicates = find_duplicates(items(), digests)
+        dropped = dedupe_plan(duplicates)
+        gone = {p for p, _ in dropped}
+        kept = {split: [(p, l) for p, l in pairs if p not in gone] for split, pairs in kept.items()}
+        emptied = [name for label, name in enumerate(class_names)
+                   if not any(l == label for _, l in kept["train"])]
+        if emptied:
+            raise ValueError(
+                f"dedupe=True leaves no training images of class(es) {emptied}: every one is a "
+                "copy of a validation/test image or carries two labels (see the report). Add "
+                "images or fix the labels."
+            )
     if validation_split is not None:
         train = kept["train"]
         train_idx, val_idx = stratified_split([l for _, l in train], validation_split, seed)
@@ -249,12 +330,23 @@ def image_folder_datasets(
         kept["train"] = [train[i] for i in train_idx]
         kept["validation"] = [train[i] for i in val_idx]
 
+    if not dedupe:
+        duplicates = find_duplicates(items(), digests)  # After the split: leakage across it too.
+        notes.extend(duplicate_warnings(duplicates))
+    counts = class_counts(items(), class_names)
+    notes.extend(balance_warnings(counts, class_names))
+    for message in notes[1 if skipped else 0:]:
+        warnings.warn(message, stacklevel=2)
+    report = DataReport(class_names=list(class_names), counts=counts, duplicates=duplicates,
+                        dropped=dropped, skipped=skipped, ignored=ignored, warnings=notes)
+
     datasets = {}
-    for split, items in kept.items():
+    for split, pairs in kept.items():
         datasets[split] = files_dataset(
-            [p for p, _ in items],
-            [l for _, l in items],
-            [results[p][0] for p, _ in items],
+            # As bytes: a file name need not be valid UTF-8 (os.walk gives it surrogates).
+            [os.fsencode(p) for p, _ in pairs],
+            [l for _, l in pairs],
+            [results[p].kind for p, _ in pairs],
             image_size,
             batch_size,
             training=(split == "train"),
@@ -272,5 +364,6 @@ def image_folder_datasets(
         num_examples={split: len(kept[split]) for split in ("train", "validation", "test")
                       if split in kept},
         skipped=skipped,
-        files={split: list(items) for split, items in kept.items()},
+        files={split: list(pairs) for split, pairs in kept.items()},
+        report=report,
     )

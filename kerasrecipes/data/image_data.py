@@ -19,6 +19,8 @@ class ImageData:
         skipped: list of `(path, reason)` for image files left out because they could not be read.
         files: dict. Split name → list of `(path, label)` in dataset order (train: before
             shuffling). Empty for tfds and arrays.
+        report: `kerasrecipes.data.scan.DataReport` of an image folder (images per class and
+            split, duplicates and leakage, files left out, warnings), or `None`.
 
     Example:
 
@@ -36,6 +38,7 @@ class ImageData:
     num_examples: dict = dataclasses.field(default_factory=dict)
     skipped: list = dataclasses.field(default_factory=list)
     files: dict = dataclasses.field(default_factory=dict)
+    report: object = None
 
     @property
     def num_classes(self):

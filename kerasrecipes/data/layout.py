@@ -4,7 +4,13 @@ import os
 
 import numpy as np
 
-from kerasrecipes.data.scan import IMAGE_EXTENSIONS, list_images
+from kerasrecipes.data.scan import (
+    IMAGE_EXTENSIONS,
+    display_path,
+    is_ignored_folder,
+    is_image_name,
+    list_images,
+)
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -17,11 +23,29 @@ SPLIT_ALIASES = {
 }
 
 
+def _listdir(folder):
+    try:
+        return os.listdir(folder)
+    except PermissionError as error:
+        raise ValueError(
+            f"Cannot read the folder {display_path(folder)!r}: permission denied. Fix its "
+            "permissions (e.g. chmod a+rx) or pass another folder."
+        ) from error
+
+
 def class_dirs(folder):
-    """Sorted names of the sub-folders of `folder` (dot folders left out): its classes."""
+    """Sorted names of the sub-folders of `folder` (hidden and tool folders left out): its classes."""
     return sorted(
-        d for d in os.listdir(folder)
-        if not d.startswith(".") and os.path.isdir(os.path.join(folder, d))
+        d for d in _listdir(folder)
+        if not is_ignored_folder(d) and os.path.isdir(os.path.join(folder, d))
+    )
+
+
+def loose_images(folder):
+    """Sorted paths of the image files lying directly in `folder` (not in a class folder)."""
+    return sorted(
+        os.path.join(folder, f) for f in _listdir(folder)
+        if is_image_name(f) and not os.path.isdir(os.path.join(folder, f))
     )
 
 
@@ -49,22 +73,25 @@ def detect_layout(root):
     return layout
 
 
-def collect_split(folder, class_names, split):
-    """Returns `(paths, labels)` of the images in `folder/<class>/` for the known `class_names`."""
+def collect_split(folder, class_names, split, notes=None):
+    """Returns `(paths, labels)` of the images in `folder/<class>/` for the known `class_names`.
+
+    Messages about skipped folder links go to the list `notes` (see `list_images`).
+    """
     present = class_dirs(folder)
     unknown = sorted(set(present) - set(class_names))
     if unknown:
         raise ValueError(
             f"The {split} folder {folder!r} has class folders the train split lacks: {unknown}. "
-            f"Train classes: {class_names}. Rename or remove them so every split uses the same "
-            "class names."
+            f"Train classes: {class_names}. Rename or remove them (or add them to train) so "
+            "every split uses the same class names."
         )
     paths, labels = [], []
     for label, name in enumerate(class_names):
         class_dir = os.path.join(folder, name)
         if not os.path.isdir(class_dir):
             continue
-        found = list_images(class_dir)
+        found = list_images(class_dir, notes)
         if not found:
             raise ValueError(
                 f"The class folder {class_dir!r} has no image files (extensions: "
