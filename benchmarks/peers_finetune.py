@@ -367,17 +367,25 @@ def step_child(side, size, batch, block, warmup):
                                  momentum_schedule=kr.OneCycleMomentum.mirroring(schedule))
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   jit_compile=True if side == "kr-tf-xla" else "auto")
+    # train_on_batch returns numpy logs: synchronous on every backend.
+    serve_blocks(lambda: model.train_on_batch(x, y), block, warmup, {
+        "keras": keras.__version__, "backend": keras.backend.backend(), "weights": weights})
+
+
+def serve_blocks(step, block, warmup, info, max_block_seconds=20.0):
+    """Warm up, then time `block` steps per "go" line on stdin (fewer if a step is slow)."""
     for _ in range(warmup):
-        model.train_on_batch(x, y)
-    print("READY", json.dumps({"keras": keras.__version__, "backend": keras.backend.backend(),
-                               "weights": weights}), flush=True)
+        start = time.perf_counter()
+        step()
+    n = max(2, min(block, int(max_block_seconds / (time.perf_counter() - start))))
+    print("READY", json.dumps(dict(info, block=n)), flush=True)
     for line in sys.stdin:
         if line.strip() != "go":
             break
         start = time.perf_counter()
-        for _ in range(block):
-            model.train_on_batch(x, y)  # returns numpy logs: synchronous on every backend
-        print(f"BLOCK {time.perf_counter() - start:.6f}", flush=True)
+        for _ in range(n):
+            step()
+        print(f"BLOCK {time.perf_counter() - start:.6f} {n}", flush=True)
 
 
 def part_steps(args):
@@ -422,13 +430,14 @@ def part_steps(args):
             line = proc.stdout.readline()
             while line and not line.startswith("BLOCK"):
                 line = proc.stdout.readline()
-            times[side].append(float(line.split()[1]) / block * 1000)
+            _, seconds, steps = line.split()
+            times[side].append(float(seconds) / int(steps) * 1000)
     for proc in procs.values():
         proc.stdin.write("quit\n")
         proc.stdin.close()
         proc.wait()
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "image_size": size, "batch": batch,
-              "block": block, "rounds": args.step_rounds, "ms_per_step": times, "info": info,
+              "block": {side: i["block"] for side, i in info.items()}, "rounds": args.step_rounds, "ms_per_step": times, "info": info,
               "skipped": skipped}
     with open(os.path.join(args.out, "steps.jsonl"), "a") as f:
         f.write(json.dumps(result) + "\n")
@@ -511,17 +520,17 @@ def print_runs(rows, notes):
 
 def print_steps(result):
     print(f"\n### training step alone: {result['batch']} × {result['image_size']}² uint8, "
-          f"median of {result['rounds']} interleaved blocks of {result['block']} steps\n")
-    print("| side | ms/step median (min–max) | ratio to kr-tf |")
-    print("|---|---|---|")
+          f"median of {result['rounds']} interleaved blocks per side\n")
+    print("| side | ms/step median (min–max) | steps per block | ratio to kr-tf |")
+    print("|---|---|---|---|")
     times = result["ms_per_step"]
     base = statistics.median(times["kr-tf"]) if times.get("kr-tf") else None
     for side, values in times.items():
         ratio = f"×{statistics.median(values) / base:.2f}" if base else "–"
         print(f"| {side} | {statistics.median(values):.0f} ({min(values):.0f}–{max(values):.0f}) "
-              f"| {ratio} |")
+              f"| {result['block'][side]} | {ratio} |")
     for side, why in result["skipped"].items():
-        print(f"| {side} | skipped: {why} | |")
+        print(f"| {side} | skipped: {why} | | |")
 
 
 def main(argv=None):
@@ -545,7 +554,8 @@ def main(argv=None):
                         choices=["parity", "runs", "steps"])
     parser.add_argument("--step-size", type=int, default=128)
     parser.add_argument("--step-rounds", type=int, default=5)
-    parser.add_argument("--step-block", type=int, default=10, help="steps per timed block")
+    parser.add_argument("--step-block", type=int, default=10,
+                        help="steps per timed block (fewer, at least 2, where 20 s would pass)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "peers"))
     parser.add_argument("--resume", action="store_true", help="skip runs already in runs.jsonl")
     parser.add_argument("--quick", action="store_true",
