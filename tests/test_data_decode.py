@@ -1,6 +1,8 @@
 """Tests for kerasrecipes.data.decode: every format becomes the same RGB uint8, in PIL and TF."""
 
+import io
 import os
+import re
 import struct
 import zlib
 
@@ -254,3 +256,184 @@ def test_load_image_errors(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "ok.png")
     with pytest.raises(ValueError, match="image_size"):
         load_image(str(tmp_path / "ok.png"), image_size=(0, 4))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes: the PIL path (`decode_bytes`), the in-graph path (`decode_image_bytes`, what
+# `serve_bytes` runs) and the scan's check with the pipeline's own decoder.
+
+
+def _encoded(image, fmt, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_header_only(width, height):
+    """A PNG that declares `width` × `height` pixels and holds none (a few dozen bytes)."""
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                              0, 0, 0)) + chunk(b"IEND", b""))
+
+
+def _graph_cases(folder, decode_cases):
+    """{name: path} of files the in-graph decoder must decode exactly as `load_image` does."""
+    cases = {name: path for name, (path, _, _) in decode_cases.items() if name != "tiff"}
+    rgb = _rand((12, 8, 3), 10)  # not square: a rotation changes the shape
+
+    def save(name, image, fmt, **options):
+        cases[name] = os.path.join(folder, name)
+        image.save(cases[name], fmt, **options)
+
+    for orientation in range(10):  # 0 and 9 are not orientations: the image stays as stored
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        for fmt, options in (("JPEG", {"quality": 95}), ("PNG", {}), ("WEBP", {"lossless": True})):
+            save(f"orientation{orientation}.{fmt.lower()}", Image.fromarray(rgb), fmt,
+                 exif=exif.tobytes(), **options)
+    save("xmp_orientation6.jpeg", Image.fromarray(rgb), "JPEG", quality=95,
+         xmp=b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>')
+    save("1bit.png", Image.fromarray(rgb).convert("1"), "PNG")
+    save("2bit_palette.png", Image.fromarray(rgb).convert("P", colors=4), "PNG", bits=2)
+    save("gray_alpha.png", Image.fromarray(rgb).convert("LA"), "PNG")
+    save("rgb_trns.png", Image.fromarray(rgb), "PNG", transparency=tuple(rgb[0, 0].tolist()))
+    save("alpha.webp", Image.fromarray(np.dstack([rgb, rgb[..., 0]])), "WEBP", quality=80)
+    save("lossy.webp", Image.fromarray(rgb), "WEBP", quality=80)
+    save("cmyk_random.jpg", Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=90)
+    save("palette.gif", Image.fromarray(rgb).convert("P"), "GIF")
+    save("rgba32.bmp", Image.fromarray(np.dstack([rgb, rgb[..., 0]])), "BMP")
+    return cases
+
+
+def test_decode_image_bytes_gives_the_pixels_of_training(decode_cases, tmp_path):
+    """TensorFlow ops only, yet `load_image`'s pixels for every format it takes: EXIF (and XMP)
+    orientation applied, every PNG depth and transparency, CMYK JPEG, WebP, GIF, BMP."""
+    for name, path in _graph_cases(str(tmp_path), decode_cases).items():
+        with open(path, "rb") as f:
+            image = krdecode.decode_image_bytes(tf.constant(f.read())).numpy()
+        expected = load_image(path)
+        assert image.shape == expected.shape, name
+        assert np.array_equal(image, expected), name
+
+
+def _gif_first_frame_not_covering():
+    """A GIF with a 4×4 screen whose only frame is 2×2 at (1, 1)."""
+    data = bytearray(_encoded(Image.new("P", (2, 2), 1), "GIF"))
+    data[6:10] = struct.pack("<HH", 4, 4)
+    at = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    while data[at] == 0x21:  # skip extensions: label, then sub-blocks
+        at += 2
+        while data[at]:
+            at += data[at] + 1
+        at += 1
+    assert data[at] == 0x2C
+    data[at + 1:at + 5] = struct.pack("<HH", 1, 1)
+    return bytes(data)
+
+
+def test_decode_image_bytes_refuses_what_it_cannot_decode_as_training_does(tmp_path):
+    rgb = _rand((6, 5, 3), 11)
+    palette = Image.fromarray(rgb).convert("P")
+    refused = {
+        "TIFF": (_encoded(Image.fromarray(rgb), "TIFF"), "TIFF"),
+        "transparent GIF": (_encoded(palette, "GIF", transparency=int(np.asarray(palette)[0, 0])),
+                            "GIF with transparency"),
+        "partial GIF": (_gif_first_frame_not_covering(), "first frame does not cover"),
+        "16-colour BMP": (_encoded(Image.fromarray(rgb).convert("P", colors=16), "BMP"),
+                          "BMP with a colour palette"),
+        "1-bit BMP": (_encoded(Image.fromarray(rgb).convert("1"), "BMP"), "BMP"),
+        "text": (b"just some text", "not an image"),
+        "empty": (b"", "empty image"),
+    }
+    for name, (data, message) in refused.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            krdecode.decode_image_bytes(tf.constant(data))
+    # PIL itself decodes the GIF with a partial first frame, so training would use it.
+    assert krdecode.decode_bytes(refused["partial GIF"][0]).shape == (4, 4, 3)
+
+
+def test_decode_image_batch_gives_a_verdict_per_item():
+    rgb = _rand((20, 30, 3), 12)
+    jpeg = _encoded(Image.fromarray(rgb), "JPEG", quality=90)
+    png = _encoded(Image.fromarray(rgb), "PNG")
+    frames = [Image.fromarray(np.roll(rgb, i, axis=0)).convert("P") for i in range(3)]
+    animated = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    batch = {
+        "jpeg": (jpeg, ""),
+        "empty": (b"", "empty image (0 bytes)"),
+        "garbage": (b"\x00\x01garbage" * 5, "not an image in a format serve_bytes decodes"),
+        "truncated": (jpeg[: len(jpeg) // 2], "corrupt or truncated image: the decoder failed"),
+        "1x1": (_encoded(Image.new("RGB", (1, 1), (9, 8, 7)), "PNG"), ""),
+        # No pixel data at all: refused from the header alone, before any decoding.
+        "huge": (_png_header_only(30000, 20000), "image too large: 30000 × 20000 = 600000000 "
+                 "pixels, over the limit of 1000 (max_image_pixels); send it resized"),
+        "no frame header": (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(200),
+                            "corrupt image: its header cannot be read"),
+        "animated": (animated, "animated GIF too large to decode: 3 frames of 30 × 20 = 1800"),
+        "png": (png, ""),
+    }
+    names = list(batch)
+    blobs = tf.constant([batch[n][0] for n in names])
+    images, ok, error = krdecode.decode_image_batch(blobs, (8, 8), max_image_pixels=1000)
+    assert ok.numpy().tolist() == [not batch[n][1] for n in names]
+    for name, message in zip(names, error.numpy()):
+        assert message.decode().startswith(batch[name][1]), (name, message)
+    for i, name in enumerate(names):
+        if batch[name][1]:
+            assert not images[i].numpy().any(), name
+        else:  # the PIL path's pixels, resized as in training
+            expected = krdecode.tf_resize(krdecode.decode_bytes(batch[name][0]), (8, 8))
+            np.testing.assert_array_equal(images[i].numpy(), expected.numpy(), err_msg=name)
+    again = krdecode.decode_image_batch(blobs, (8, 8), max_image_pixels=1000)
+    assert np.array_equal(again[0].numpy(), images.numpy())
+    assert again[2].numpy().tolist() == error.numpy().tolist()
+    # An empty batch, and the GIF's frames within a larger limit.
+    empty = krdecode.decode_image_batch(tf.zeros([0], tf.string), (8, 8))
+    assert empty[0].shape == (0, 8, 8, 3) and empty[1].shape == (0,)
+    assert krdecode.decode_image_batch(tf.constant([animated]), (8, 8))[1].numpy().all()
+
+
+def test_decode_bytes_gives_the_pixels_of_load_image(decode_cases):
+    for name, (path, _, _) in decode_cases.items():
+        with open(path, "rb") as f:
+            assert np.array_equal(krdecode.decode_bytes(f.read()), load_image(path)), name
+    png = _encoded(Image.new("RGB", (40, 30)), "PNG")
+    refusals = [
+        (b"", {}, "empty image (0 bytes)"),
+        (b"plain text", {}, "not an image"),
+        (png, {"max_image_pixels": 1000, "limit_name": "--max-image-pixels"},
+         "image too large: 40×30 = 1,200 pixels, over the limit of 1,000 (--max-image-pixels)"),
+        (_encoded(Image.new("RGB", (40, 30)), "JPEG")[:300], {}, "truncated image"),
+    ]
+    for data, options, message in refusals:
+        with pytest.raises(krdecode.ImageDecodeError, match=re.escape(message)):
+            krdecode.decode_bytes(data, **options)
+
+
+def test_files_tensorflow_rejects_take_the_pil_path(tmp_path):
+    """A PNG whose IDAT checksum is wrong: PIL reads it, TensorFlow's decoder refuses it. The scan
+    checks each file with the decoder the pipeline uses, so it takes the PIL path."""
+    rgb = _rand((SIZE, SIZE, 3), 13)
+    data = bytearray(_encoded(Image.fromarray(rgb), "PNG"))
+    at = data.index(b"IDAT")
+    data[at + 4 + struct.unpack(">I", data[at - 4:at])[0]] ^= 0xFF  # the chunk's CRC
+    path = tmp_path / "bad_crc.png"
+    path.write_bytes(bytes(data))
+    assert krdecode.pipeline_decodes(bytes(data), "png") is False
+    assert krdecode.pipeline_decodes(_encoded(Image.fromarray(rgb), "PNG"), "png") is True
+    assert krdecode.pipeline_decodes(bytes(data), "pil") is None
+    assert krscan.inspect_file(str(path)) == ("pil", None)
+    np.testing.assert_array_equal(load_image(path), rgb)
+    # And the training pipeline reads it among good files.
+    root = tmp_path / "root"
+    for cls in ("a", "b"):
+        os.makedirs(root / cls)
+        Image.fromarray(rgb).save(root / cls / "good.png")
+    os.replace(path, root / "a" / "bad_crc.png")
+    data = image_folder_datasets(str(root), image_size=SIZE, batch_size=8, validation_split=None,
+                                 cache=False, verbose=False)
+    assert data.skipped == []
+    images = np.concatenate([x for x, _ in data.train.as_numpy_iterator()])
+    assert len(images) == 3 and all(np.array_equal(image, rgb) for image in images)

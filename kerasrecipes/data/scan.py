@@ -35,7 +35,7 @@ import os
 import struct
 import warnings
 
-from kerasrecipes.data.decode import png_header
+from kerasrecipes.data.decode import pick_kind, pipeline_decodes
 
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
@@ -106,7 +106,11 @@ def _read_error(path, error):
 
 
 def check_file(path, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
-    """Reads `path` once, hashes its bytes and fully decodes them with PIL.
+    """Reads `path` once, hashes its bytes and fully decodes them with the pipeline's decoder.
+
+    That is TensorFlow's for the JPEG and PNG files it decodes natively, PIL's for the others
+    and for those TensorFlow rejects (they take the PIL path: `decode.pipeline_decodes`), so a
+    file the scan passes never fails in the training pipeline.
 
     An image with more than `max_image_pixels` pixels is refused from its header, before decoding
     (a decompression bomb, e.g. a 20,000 × 20,000 PNG of a few kilobytes, never reaches memory).
@@ -135,7 +139,11 @@ def check_file(path, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
                     f"max_image_pixels={max_image_pixels:,} (refused from its header, not "
                     "decoded; downscale the file or raise max_image_pixels)"), digest)
             orientation = img.getexif().get(0x0112, 1)
-            has_transparency = "transparency" in img.info
+            kind = pick_kind(fmt, mode, orientation, "transparency" in img.info, data[:26])
+            # The check is the decoder the pipeline will use: TensorFlow's for its kinds.
+            tf_reads = pipeline_decodes(data, kind)
+            if tf_reads:
+                return FileCheck(kind, None, digest)
             if fmt in ("JPEG", "MPO"):
                 # Decoding at 1/8 scale still reads the whole entropy-coded stream, so
                 # truncation is caught at a fraction of the cost (and memory).
@@ -155,18 +163,8 @@ def check_file(path, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     except Exception as e:  # Any PIL plugin failure means the file is unusable, not a crash.
         return FileCheck(None, f"corrupt image ({type(e).__name__}: {e})", digest)
 
-    if orientation not in (None, 1):
-        return FileCheck("pil", None, digest)  # TensorFlow ignores EXIF orientation.
-    if fmt in ("JPEG", "MPO") and mode in ("RGB", "L"):
-        return FileCheck("jpeg", None, digest)
-    if fmt == "PNG":
-        bit_depth, color_type = png_header(data[:26])
-        if bit_depth is None:
-            return FileCheck("pil", None, digest)
-        if bit_depth == 16 or color_type in (4, 6) or has_transparency:
-            return FileCheck("png_wide", None, digest)
-        return FileCheck("png", None, digest)
-    return FileCheck("pil", None, digest)
+    # PIL read it; a file TensorFlow's decoder rejects takes the PIL path.
+    return FileCheck("pil" if tf_reads is False else kind, None, digest)
 
 
 def inspect_file(path, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):

@@ -1,12 +1,12 @@
 """The served model: a kerasrecipes SavedModel loaded once, its inputs checked item by item.
 
-Encoded images are decoded in Python with the training pipeline's PIL path (every format
-`image_folder_datasets` reads, EXIF orientation applied, transparency on white) and resized with
-its TensorFlow resize, so the server sees the pixels training saw. Each item that cannot be used
-raises `ItemError` with the reason; the others go on.
+Encoded images are decoded in Python as the training pipeline decodes files
+(`kerasrecipes.data.decode.decode_bytes`: every format `image_folder_datasets` reads, EXIF
+orientation applied, transparency on white) and resized with its TensorFlow resize, so the
+server sees the pixels training saw. Each item that cannot be used raises `ItemError` with the
+reason; the others go on.
 """
 
-import io
 import json
 import os
 import re
@@ -14,8 +14,11 @@ import warnings
 
 import numpy as np
 
-# Refused by the header, before decoding: 50 Mpx is a 8660 × 5773 photo, 150 MB of RGB.
-DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+from kerasrecipes.data.decode import SERVE_MAX_IMAGE_PIXELS
+
+# Refused by the header, before decoding: 50 Mpx is a 8660 × 5773 photo, 150 MB of RGB. The same
+# default as the exported `serve_bytes` signature's.
+DEFAULT_MAX_IMAGE_PIXELS = SERVE_MAX_IMAGE_PIXELS
 
 
 class ItemError(ValueError):
@@ -107,37 +110,18 @@ class ServedModel:
     def decode(self, data):
         """Decodes one encoded image (bytes) to uint8 `[H, W, 3]` at the model's size.
 
+        `kerasrecipes.data.decode.decode_bytes`, the training pipeline's decoding, then its
+        resize.
+
         Raises:
             ItemError: empty, not an image, too many pixels, truncated or corrupt.
         """
-        from PIL import Image, UnidentifiedImageError
+        from kerasrecipes.data.decode import ImageDecodeError, decode_bytes
 
-        from kerasrecipes.data.decode import pil_to_rgb
-
-        if not data:
-            raise ItemError("empty image (0 bytes)")
         try:
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if width * height > self.max_image_pixels:
-                    raise ItemError(
-                        f"image too large: {width}×{height} = {width * height:,} pixels, over "
-                        f"the limit of {self.max_image_pixels:,} (--max-image-pixels); send it "
-                        "resized")
-                image = np.ascontiguousarray(pil_to_rgb(img))
-        except ItemError:
-            raise
-        except UnidentifiedImageError:
-            raise ItemError("not an image in a format this server reads (JPEG, PNG, GIF, BMP, "
-                            "WebP, TIFF)") from None
-        except Image.DecompressionBombError as error:  # PIL's own limit, far above ours
-            raise ItemError(f"image too large ({error}); the limit is "
-                            f"{self.max_image_pixels:,} pixels (--max-image-pixels)") from None
-        except Exception as error:  # any decoder failure means this item is unusable
-            message = str(error) or type(error).__name__
-            if "truncated" in message.lower() or isinstance(error, EOFError):
-                raise ItemError(f"truncated image ({message})") from None
-            raise ItemError(f"corrupt image ({type(error).__name__}: {message})") from None
+            image = decode_bytes(data, self.max_image_pixels, limit_name="--max-image-pixels")
+        except ImageDecodeError as error:
+            raise ItemError(str(error)) from None
         return self.resize(image)
 
     def check_array(self, value):
