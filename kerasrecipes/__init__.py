@@ -1,5 +1,10 @@
 """kerasrecipes: train image classifiers the way the best practitioners do, Keras-native."""
 
+from kerasrecipes import startup as _startup
+
+if _startup.is_cli_start():  # The `kerasrecipes` command: TensorFlow's start-up lines off stderr.
+    _startup.import_tensorflow_quietly()
+
 # The backbone registry is a leaf (`kerasrecipes.registry`); these modules register into it.
 from kerasrecipes import backbones, efficientnet_lite, hub  # noqa: F401
 from kerasrecipes import datasets
@@ -41,6 +46,7 @@ from kerasrecipes.distribute import (
 from kerasrecipes.export import export_onnx, export_saved_model, export_tflite
 from kerasrecipes.interpret import grad_cam, interpret, plot_filters, top_losses
 from kerasrecipes.monitor import TrainingMonitor, diagnose_history
+from kerasrecipes.saving import load_model, save_model
 from kerasrecipes.search import search
 from kerasrecipes.layers import NormalizeImage
 from kerasrecipes.models import build_classifier, build_resnet, build_scratch_cnn
@@ -103,6 +109,7 @@ __all__ = [
     "SWA",
     "SnapshotEnsemble",
     "load_ensemble",
+    "load_model",
     "recompute_batch_norm",
     "CyclicalLR",
     "LRFinderResult",
@@ -144,5 +151,6 @@ __all__ = [
     "top_losses",
     "TrainingMonitor",
     "diagnose_history",
+    "save_model",
     "search",
 ]

@@ -1,13 +1,134 @@
-"""The `kerasrecipes` command line: a thin layer over the Python API."""
+"""The `kerasrecipes` command line: a thin layer over the Python API.
+
+Every flag is checked while the command line is parsed (argparse `type=` validators: exit status
+2 and a message that repeats the value, with the closest names for a misspelt one), and the
+checks that need several flags or the file system (`--out`, `--weights FILE`) run before any data
+is scanned. TensorFlow's native start-up lines are kept off stderr unless `--verbose`.
+"""
 
 import argparse
+import difflib
+import errno
 import json
+import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 
+from kerasrecipes.startup import import_tensorflow_quietly
+
 DEMO_IMAGE_SIZE = 128
+OPTIMIZERS = ("sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
+SCHEDULES = ("one_cycle", "warmup_cosine", "constant", "step", "sgdr")
+AUGMENTS = ("none", "light", "standard", "strong")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+# ---------------------------------------------------------------------------------------------
+# Flag validators (argparse `type=`): each raises ArgumentTypeError with the value repeated.
+
+
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {low}. Received: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}. Received: {value}")
+        return value
+
+    return parse
+
+
+def _float_in(low, high=math.inf, low_open=True, high_open=True, what=None):
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    interval = what or f"a number in {left}{low}, {high}{right}"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {interval}. Received: {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if math.isnan(value) or too_low or too_high:
+            raise argparse.ArgumentTypeError(f"must be {interval}. Received: {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_positive_float = _float_in(0.0, what="a positive number")
+_non_negative_float = _float_in(0.0, low_open=False, what="a number >= 0")
+_fraction = _float_in(0.0, 1.0, what="a fraction in (0, 1), e.g. 0.1")
+_probability = _float_in(0.0, 1.0, low_open=False, what="a number in [0, 1)")
+
+
+def _unknown_name(text, names, what):
+    close = difflib.get_close_matches(text.lower(), list(names), n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return argparse.ArgumentTypeError(
+        f"unknown {what} {text!r}.{hint} Choose one of: {', '.join(names)}.")
+
+
+def _choice(names, what):
+    """A `type=` for a fixed set of names that suggests the closest ones for a typo."""
+
+    def parse(text):
+        if text in names:
+            return text
+        if text.lower() in names:
+            return text.lower()
+        raise _unknown_name(text, names, what)
+
+    return parse
+
+
+def _backbone(text):
+    """A registry name (any case, `-`/`_` ignored) or `hub:<preset>`; suggests close names."""
+    if text.startswith("hub:"):
+        return text
+    import kerasrecipes as kr
+    from kerasrecipes.registry import registry_key
+
+    names = kr.list_backbones()
+    if registry_key(text) in {registry_key(n) for n in names}:
+        return text
+    by_key = {registry_key(n): n for n in names}
+    close = difflib.get_close_matches(registry_key(text), list(by_key), n=3, cutoff=0.5)
+    hint = (f" Did you mean {' or '.join(repr(by_key[c]) for c in close)}?" if close else "")
+    raise argparse.ArgumentTypeError(
+        f"unknown backbone {text!r}.{hint} See `kerasrecipes backbones` for the list, or pass "
+        "hub:<keras-hub preset or folder>.")
+
+
+def _weights(text):
+    if text.lower() in ("imagenet", "none"):
+        return text.lower()
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(
+            f"must be 'imagenet', 'none' or a weights file. Received: {text!r} (no such file)")
+    return text
+
+
+def _unfreeze(text):
+    if text in ("all", "gradual"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be 'all', 'gradual' or a number of layer groups >= 1. Received: {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be 'all', 'gradual' or a number of layer groups >= 1. Received: {value}")
+    return str(value)
 
 
 def _load_data(args):
@@ -21,20 +142,53 @@ def _load_data(args):
         data = kr.datasets.load_demo(image_size=image_size, batch_size=args.batch_size,
                                      seed=args.seed)
         return data, "demo"
-    data = kr.image_folder_datasets(
-        args.data, image_size=args.image_size or kr.get_backbone(args.backbone).image_size,
-        batch_size=args.batch_size, validation_split=getattr(args, "validation_split", None),
-        seed=args.seed,
-    )
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = kr.image_folder_datasets(
+            args.data, image_size=args.image_size or kr.get_backbone(args.backbone).image_size,
+            batch_size=args.batch_size, validation_split=getattr(args, "validation_split", None),
+            seed=args.seed, dedupe=getattr(args, "dedupe", False),
+            max_image_pixels=args.max_image_pixels,
+        )
+    # The report says it all once, before training: per-class counts, then every warning.
+    print(f"[kerasrecipes] data report for {args.data}:")
+    print("\n".join(f"  {line}" for line in data.report.summary().splitlines()))
+    for warning in caught:
+        if str(warning.message) not in data.report.warnings:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     return data, os.path.basename(os.path.normpath(args.data))
 
 
-def _finetune(args):
-    import kerasrecipes as kr
+def _check_finetune_args(args):
+    """The checks that need several flags or the file system, before any data is scanned."""
     from kerasrecipes.optimizers import clipping_arguments
+    from kerasrecipes.saving import check_output_dir
 
-    # Before loading data and building the model.
+    if args.head_epochs + args.epochs == 0:
+        raise ValueError("--head-epochs and --epochs are both 0: there is nothing to train.")
+    if args.validation_split is not None and args.data is None:
+        raise ValueError("--validation-split applies to an image folder DIR; the demo data has "
+                         f"its own validation split. Received: --validation-split "
+                         f"{args.validation_split}")
     clipping_arguments(args.clipnorm, args.clipvalue, args.global_clipnorm)
+    check_output_dir(_finetune_out(args), "--out")
+
+
+def _finetune_out(args):
+    name = "demo" if args.data is None else os.path.basename(os.path.normpath(args.data))
+    return args.out or os.path.join("saved_models", f"{name}_{args.backbone}")
+
+
+def _finetune(args):
+    import tensorflow as tf
+
+    import kerasrecipes as kr
+    from kerasrecipes.saving import replace_dir, save_model
+
+    _check_finetune_args(args)  # Before loading data and building the model.
     data, name = _load_data(args)
     image_size = data.image_size
     print(f"[kerasrecipes] classes ({len(data.class_names)}): {', '.join(data.class_names)}")
@@ -51,8 +205,8 @@ def _finetune(args):
     if args.mixup or args.cutmix:
         train = kr.mix_dataset(train, num_classes=len(data.class_names), mixup_alpha=args.mixup,
                                cutmix_alpha=args.cutmix, seed=args.seed)
-    out = args.out or os.path.join("saved_models", f"{name}_{args.backbone}")
-    backup_dir = os.path.abspath(out) + ".backup"
+    out = os.path.abspath(_finetune_out(args))
+    backup_dir = out + ".backup"
     if os.path.isdir(backup_dir) and not args.resume:
         print(f"[kerasrecipes] removing the backup of an unfinished run ({backup_dir}); "
               "pass --resume to continue it instead")
@@ -82,14 +236,30 @@ def _finetune(args):
         "history": history.history,
         "skipped_files": [list(item) for item in data.skipped],
     }
-    kr.export_saved_model(model, out, class_names=data.class_names,
-                          metadata={k: metrics[k] for k in ("backbone", "final", "train_seconds")})
-    # The Keras model too, so `kerasrecipes export` can make other formats later.
-    model.save(os.path.join(out, "model.keras"))
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
-    # The curves (history.png) and a verdict per pattern they show (report.md).
-    history.report(out, title=f"Training report: {args.backbone} on {name}")
+    # Everything is written to a staging folder next to OUT, then swapped in at once: a full
+    # disk or a crash while writing leaves the previous OUT as it was.
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=os.path.dirname(out))
+    try:
+        staged = os.path.join(staging, "out")
+        kr.export_saved_model(model, staged, class_names=data.class_names, metadata={
+            k: metrics[k] for k in ("backbone", "final", "train_seconds")})
+        # The Keras model too, so `kerasrecipes export` can make other formats later.
+        save_model(model, os.path.join(staged, "model.keras"))
+        with open(os.path.join(staged, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        # The curves (history.png) and a verdict per pattern they show (report.md).
+        history.report(staged, title=f"Training report: {args.backbone} on {name}")
+        replace_dir(staged, out)
+    except (OSError, tf.errors.OpError) as error:  # TF's file writes raise OpErrors.
+        reason = getattr(error, "strerror", None) or getattr(error, "message", None) or error
+        code = getattr(error, "errno", None) or (
+            errno.ENOSPC if "No space left" in str(reason) else errno.EIO)
+        raise OSError(code, f"Training finished, but writing {out!r} failed: {reason}. The "
+                      f"previous content of {out!r} is intact; free some space (or pick another "
+                      "--out) and run again.") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     for pattern, message in history.diagnose():
         if pattern != "healthy":
             print(f"[kerasrecipes] curves: {pattern}: {message}")
@@ -173,9 +343,6 @@ EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-dynamic", "onnx", "openvino")
 
 
 def _export(args):
-    import keras
-
-    import kerasrecipes  # noqa: F401  (registers the custom layers and optimizers)
     from kerasrecipes import export
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -183,10 +350,12 @@ def _export(args):
     if unknown or not formats:
         raise ValueError(f"--formats takes a comma-separated subset of {', '.join(EXPORT_FORMATS)}."
                          f" Received: {args.formats!r}")
-    if not os.path.isfile(args.model):
+    from kerasrecipes.saving import load_model
+
+    if not os.path.exists(args.model):
         raise ValueError(f"No such model file: {args.model!r} (a .keras file, e.g. the "
                          "model.keras that `kerasrecipes finetune` writes).")
-    model = keras.saving.load_model(args.model)
+    model = load_model(args.model)
     class_names = None
     labels = args.labels or os.path.join(os.path.dirname(args.model), export.LABELS_FILE)
     if os.path.isfile(labels):
@@ -216,6 +385,12 @@ def _lr_find(args):
         discriminative_multipliers, group_lr_multipliers, set_trainable_groups,
     )
 
+    from kerasrecipes.saving import check_output_dir
+
+    if args.max_lr <= args.min_lr:  # Before the data scan.
+        raise ValueError(f"--max-lr must be larger than --min-lr. Received: --min-lr "
+                         f"{args.min_lr} --max-lr {args.max_lr}")
+    check_output_dir(os.path.dirname(os.path.abspath(args.out)), "--out", replaced=False)
     data, _ = _load_data(args)
     image_size = data.image_size
     weights = None if args.weights == "none" else args.weights
@@ -257,7 +432,9 @@ def _backbones(args):
 
 def _doctor(args):
     import kerasrecipes as kr
+    from kerasrecipes.saving import check_output_dir
 
+    check_output_dir(args.out, "--out", replaced=False)  # Before the data scan.
     data, _ = _load_data(args)
     image_size = data.image_size
     weights = None if args.weights == "none" else args.weights
@@ -272,33 +449,53 @@ def _doctor(args):
     return 0 if report.ok else 1
 
 
+def _add_data_arguments(parser):
+    """The flags of the data a training subcommand scans (finetune, lr-find, doctor)."""
+    parser.add_argument("--backbone", default="efficientnet_lite0", type=_backbone,
+                        help="see `kerasrecipes backbones`")
+    parser.add_argument("--weights", default="imagenet", type=_weights,
+                        help="'imagenet', 'none' or a weights file")
+    parser.add_argument("--image-size", type=_positive_int, default=None,
+                        help=f"default: the backbone's (demo data: {DEMO_IMAGE_SIZE})")
+    parser.add_argument("--batch-size", type=_positive_int, default=32)
+    parser.add_argument("--dedupe", action="store_true",
+                        help="drop exact duplicate files before training: a copy in train of a "
+                        "validation/test image goes, evaluation stays as it is (the data report "
+                        "lists duplicates either way)")
+    parser.add_argument("--max-image-pixels", type=_positive_int, default=89_478_485,
+                        help="images with more pixels are refused from their header, undecoded "
+                        "(default: PIL's limit, 89,478,485)")
+
+
 def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="keep TensorFlow's native start-up log lines")
     parser = argparse.ArgumentParser(
-        prog="kerasrecipes", description="Train image classifiers the way the best do."
+        prog="kerasrecipes", description="Train image classifiers the way the best do.",
+        parents=[common],
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ft = sub.add_parser("finetune", help="fine-tune a pretrained backbone on an image folder")
+    ft = sub.add_parser("finetune", parents=[common],
+                        help="fine-tune a pretrained backbone on an image folder")
     ft.add_argument("data", nargs="?", help="image folder (root/<class>/* or root/train|validation"
                     "/<class>/*); omit to use the embedded demo data")
-    ft.add_argument("--backbone", default="efficientnet_lite0", help="see `kerasrecipes backbones`")
-    ft.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a weights file")
-    ft.add_argument("--image-size", type=int, default=None, help="default: the backbone's "
-                    f"(demo data: {DEMO_IMAGE_SIZE})")
-    ft.add_argument("--batch-size", type=int, default=32)
-    ft.add_argument("--head-epochs", type=int, default=2)
-    ft.add_argument("--epochs", type=int, default=4, help="epochs after unfreezing")
-    ft.add_argument("--lr", type=float, default=1e-3, help="head-stage peak learning rate")
-    ft.add_argument("--lr-mult", type=float, default=10.0,
-                    help="head LR / first-group LR after unfreezing")
-    ft.add_argument("--unfreeze", default="all", help="'all', 'gradual' or N (top N groups)")
-    ft.add_argument("--optimizer", default="adamw",
-                    choices=["sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw"])
-    ft.add_argument("--weight-decay", type=float, default=None)
-    ft.add_argument("--schedule", default="one_cycle",
-                    choices=["one_cycle", "warmup_cosine", "constant", "step", "sgdr"],
-                    help="LR schedule of each stage; one_cycle also cycles the momentum "
-                    "(default: one_cycle)")
+    _add_data_arguments(ft)
+    ft.add_argument("--head-epochs", type=_int_at_least(0), default=2)
+    ft.add_argument("--epochs", type=_int_at_least(0), default=4, help="epochs after unfreezing")
+    ft.add_argument("--lr", type=_positive_float, default=1e-3, help="head-stage peak learning "
+                    "rate")
+    ft.add_argument("--lr-mult", type=_float_in(1.0, low_open=False, what="a number >= 1"),
+                    default=10.0, help="head LR / first-group LR after unfreezing")
+    ft.add_argument("--unfreeze", default="all", type=_unfreeze,
+                    help="'all', 'gradual' or N (top N groups)")
+    ft.add_argument("--optimizer", default="adamw", type=_choice(OPTIMIZERS, "optimizer"),
+                    help=f"one of {', '.join(OPTIMIZERS)} (default: adamw)")
+    ft.add_argument("--weight-decay", type=_non_negative_float, default=None)
+    ft.add_argument("--schedule", default="one_cycle", type=_choice(SCHEDULES, "schedule"),
+                    help=f"LR schedule of each stage: {', '.join(SCHEDULES)}; one_cycle also "
+                    "cycles the momentum (default: one_cycle)")
     clip = ft.add_mutually_exclusive_group()
     clip.add_argument("--clipnorm", type=float, default=None, metavar="NORM",
                       help="clip each gradient to this norm")
@@ -308,34 +505,37 @@ def build_parser():
                            "classic recipe")
     clip.add_argument("--global-clipnorm", type=float, default=None, metavar="NORM",
                       help="scale all gradients together to at most this global norm")
-    ft.add_argument("--augment", default="light", choices=["none", "light", "standard", "strong"])
-    ft.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+    ft.add_argument("--augment", default="light", type=_choice(AUGMENTS, "augment preset"),
+                    help=f"one of {', '.join(AUGMENTS)} (default: light)")
+    ft.add_argument("--mixup", type=_non_negative_float, default=0.0, metavar="ALPHA",
                     help="MixUp Beta(alpha, alpha); 0 = off (with --cutmix: random switch)")
-    ft.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA",
+    ft.add_argument("--cutmix", type=_non_negative_float, default=0.0, metavar="ALPHA",
                     help="CutMix Beta(alpha, alpha); 0 = off")
-    ft.add_argument("--label-smoothing", type=float, default=0.0)
-    ft.add_argument("--dropout", type=float, default=0.2)
-    ft.add_argument("--patience", type=int, default=3, help="early-stopping patience")
-    ft.add_argument("--validation-split", type=float, default=None,
+    ft.add_argument("--label-smoothing", type=_probability, default=0.0)
+    ft.add_argument("--dropout", type=_probability, default=0.2)
+    ft.add_argument("--patience", type=_int_at_least(0), default=3,
+                    help="early-stopping patience")
+    ft.add_argument("--validation-split", type=_fraction, default=None,
                     help="fraction held out when DIR has no validation folder (default 0.1)")
     ft.add_argument("--seed", type=int, default=42)
     ft.add_argument("--resume", action="store_true",
                     help="continue an interrupted run with the same --out (at most one epoch "
                     "lost; the backup lives in OUT.backup until the run completes)")
-    ft.add_argument("--precision", default="float32",
-                    choices=["float32", "mixed_float16", "mixed_bfloat16"],
-                    help="mixed precision for GPUs/TPUs (outputs stay float32)")
-    ft.add_argument("--out", default=None, help="export directory (default saved_models/...)")
+    ft.add_argument("--precision", default="float32", type=_choice(PRECISIONS, "precision"),
+                    help="mixed precision for GPUs/TPUs (outputs stay float32): "
+                    f"{', '.join(PRECISIONS)}")
+    ft.add_argument("--out", default=None, help="export directory (default saved_models/...); "
+                    "replaced as a whole, so it must be new, empty or an earlier export")
     ft.set_defaults(func=_finetune)
 
-    pr = sub.add_parser("predict", help="top-k classes of images ([MODEL_DIR] IMAGE...)")
+    pr = sub.add_parser("predict", parents=[common], help="top-k classes of images ([MODEL_DIR] IMAGE...)")
     pr.add_argument("items", nargs="+", metavar="MODEL_DIR_OR_IMAGE",
                     help="an exported model directory (optional), then image paths; without a "
                     "model directory the ImageNet EfficientNet-Lite0 classifier is used")
     pr.add_argument("--top", type=int, default=5)
     pr.set_defaults(func=_predict)
 
-    ex = sub.add_parser("export", help="export a .keras model as SavedModel / TFLite / ONNX / "
+    ex = sub.add_parser("export", parents=[common], help="export a .keras model as SavedModel / TFLite / ONNX / "
                         "OpenVINO")
     ex.add_argument("model", help="a .keras file (finetune writes OUT/model.keras)")
     ex.add_argument("--out", required=True, help="output directory")
@@ -345,7 +545,7 @@ def build_parser():
                     help="labels.txt with one class name a line (default: next to the model)")
     ex.set_defaults(func=_export)
 
-    sv = sub.add_parser("serve", help="serve an exported model over HTTP (TF Serving's REST API "
+    sv = sub.add_parser("serve", parents=[common], help="serve an exported model over HTTP (TF Serving's REST API "
                         "with dynamic batching, plus POST /predict for file uploads)")
     sv.add_argument("model_dir", metavar="SAVED_MODEL_DIR",
                     help="an export (finetune's --out, kr.export_saved_model) or a TF Serving "
@@ -374,47 +574,44 @@ def build_parser():
                     help="uvicorn's log level; info also logs every request")
     sv.set_defaults(func=_serve)
 
-    lf = sub.add_parser("lr-find", help="learning-rate range test: plot and suggested LRs")
+    lf = sub.add_parser("lr-find", parents=[common],
+                        help="learning-rate range test: plot and suggested LRs")
     lf.add_argument("data", nargs="?", help="image folder; omit to use the embedded demo data")
-    lf.add_argument("--backbone", default="efficientnet_lite0", help="see `kerasrecipes backbones`")
-    lf.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a weights file")
-    lf.add_argument("--image-size", type=int, default=None)
-    lf.add_argument("--batch-size", type=int, default=32)
-    lf.add_argument("--stage", default="head", choices=["head", "all"],
+    _add_data_arguments(lf)
+    lf.add_argument("--stage", default="head", type=_choice(("head", "all"), "stage"),
                     help="'head': backbone frozen (the first stage of finetune); 'all': every "
                     "group trainable with discriminative LRs (--lr-mult)")
-    lf.add_argument("--lr-mult", type=float, default=10.0)
-    lf.add_argument("--optimizer", default="adamw",
-                    choices=["sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw"])
-    lf.add_argument("--augment", default="light", choices=["none", "light", "standard", "strong"])
-    lf.add_argument("--min-lr", type=float, default=1e-7)
-    lf.add_argument("--max-lr", type=float, default=10.0)
-    lf.add_argument("--num-steps", type=int, default=100)
+    lf.add_argument("--lr-mult", type=_float_in(1.0, low_open=False, what="a number >= 1"),
+                    default=10.0)
+    lf.add_argument("--optimizer", default="adamw", type=_choice(OPTIMIZERS, "optimizer"),
+                    help=f"one of {', '.join(OPTIMIZERS)} (default: adamw)")
+    lf.add_argument("--augment", default="light", type=_choice(AUGMENTS, "augment preset"),
+                    help=f"one of {', '.join(AUGMENTS)} (default: light)")
+    lf.add_argument("--min-lr", type=_positive_float, default=1e-7)
+    lf.add_argument("--max-lr", type=_positive_float, default=10.0)
+    lf.add_argument("--num-steps", type=_int_at_least(2), default=100)
     lf.add_argument("--seed", type=int, default=42)
     lf.add_argument("--out", default="lr_find.png", help="PNG of the curve")
     lf.set_defaults(func=_lr_find)
 
-    bb = sub.add_parser("backbones", help="list registered backbones")
+    bb = sub.add_parser("backbones", parents=[common], help="list registered backbones")
     bb.set_defaults(func=_backbones)
 
-    dr = sub.add_parser("doctor", help="sanity checks before training: initial loss, overfit a "
+    dr = sub.add_parser("doctor", parents=[common],
+                        help="sanity checks before training: initial loss, overfit a "
                         "few batches, inputs, labels, activation/loss, LR range test; writes a "
                         "Markdown report (exit status 1 when a check fails)")
     dr.add_argument("data", nargs="?", help="image folder, as for finetune; omit to use the "
                     "embedded demo data")
-    dr.add_argument("--backbone", default="efficientnet_lite0")
-    dr.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a weights file")
-    dr.add_argument("--image-size", type=int, default=None, help="default: the backbone's "
-                    f"(demo data: {DEMO_IMAGE_SIZE})")
-    dr.add_argument("--batch-size", type=int, default=32)
-    dr.add_argument("--dropout", type=float, default=0.2)
+    _add_data_arguments(dr)
+    dr.add_argument("--dropout", type=_probability, default=0.2)
     # Small defaults keep the demo run to a few minutes on 2 CPU cores.
-    dr.add_argument("--overfit-batches", type=int, default=2)
-    dr.add_argument("--overfit-steps", type=int, default=80)
-    dr.add_argument("--overfit-lr", type=float, default=1e-3)
-    dr.add_argument("--lr-finder-steps", type=int, default=40)
+    dr.add_argument("--overfit-batches", type=_positive_int, default=2)
+    dr.add_argument("--overfit-steps", type=_positive_int, default=80)
+    dr.add_argument("--overfit-lr", type=_positive_float, default=1e-3)
+    dr.add_argument("--lr-finder-steps", type=_int_at_least(2), default=40)
     dr.add_argument("--no-lr-finder", action="store_true", help="skip the LR range test")
-    dr.add_argument("--validation-split", type=float, default=None)
+    dr.add_argument("--validation-split", type=_fraction, default=None)
     dr.add_argument("--seed", type=int, default=42)
     dr.add_argument("--out", default="doctor_report", help="report folder")
     dr.set_defaults(func=_doctor)
@@ -422,12 +619,22 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Before parsing: the --backbone check imports kerasrecipes, and so TensorFlow.
+    if "--verbose" not in argv and not {"-h", "--help"} & set(argv):
+        import_tensorflow_quietly()  # Run by `import kerasrecipes` already for the script.
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # A bad flag (status 2, message printed) or --help (0).
+        return exit.code
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"kerasrecipes {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # A full disk, a read-only folder: said plainly, no traceback.
+        print(f"kerasrecipes {args.command}: error: {error.strerror or error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import os
 import keras
 import numpy as np
 
+from kerasrecipes.saving import save_model
 from kerasrecipes.schedules import sgdr_lr
 from kerasrecipes.walk import walk_layers
 
@@ -113,9 +114,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             return
         cycle = (epoch + 1) // self._epochs_per_cycle
         path = os.path.join(self.directory, f"snapshot_{cycle}.keras")
-        tmp = os.path.join(self.directory, f".snapshot_{cycle}.tmp.keras")
-        self.model.save(tmp)
-        os.replace(tmp, path)
+        save_model(self.model, path)  # Atomic: an interrupted save keeps the old snapshot.
         score = (logs or {}).get(self.monitor)
         if score is None or not math.isfinite(float(score)):
             score = -math.inf if self.higher_is_better else math.inf
