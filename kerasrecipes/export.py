@@ -13,25 +13,34 @@ import tempfile
 import keras
 import numpy as np
 
-from kerasrecipes.data.decode import decode_image_bytes, tf_resize
+from kerasrecipes.data.decode import SERVE_MAX_IMAGE_PIXELS, decode_image_batch
 
 METADATA_FILE = "kerasrecipes.json"
 LABELS_FILE = "labels.txt"
 
 
-def export_saved_model(model, path, class_names=None, metadata=None, crop_to_aspect_ratio=False):
+def export_saved_model(model, path, class_names=None, metadata=None, crop_to_aspect_ratio=False,
+                       max_image_pixels=SERVE_MAX_IMAGE_PIXELS):
     """Writes `model` as a SavedModel that serves uint8 images and encoded image bytes.
 
     Two signatures, both in inference mode (no augmentation, BatchNorm on moving statistics):
 
     - `serve`: `images`, uint8 `[N, H, W, 3]`;
-    - `serve_bytes`: `image_bytes`, string `[N]` of encoded JPEG/PNG/GIF/BMP files, decoded and
-      resized to the model's size exactly as `kr.image_folder_datasets` does in training.
+    - `serve_bytes`: `image_bytes`, string `[N]` of encoded files (JPEG, PNG, GIF, BMP, WebP),
+      decoded and resized to the model's size as `kr.image_folder_datasets` does in training
+      (same pixels; EXIF orientation applied), with TensorFlow ops only
+      (`kerasrecipes.data.decode.decode_image_batch`).
 
     Both return `probabilities` (`[N, classes]`), `class_index` (`[N]`) and, when `class_names`
-    is given, `class_name` (`[N]`). `labels.txt` (one class name a line) and `kerasrecipes.json`
-    (image size, preprocessing, class names, your `metadata`, library versions) are written beside
-    them. Needs the TensorFlow backend.
+    is given, `class_name` (`[N]`). `serve_bytes` gives a verdict per item, so one bad file
+    never fails the others: it also returns `ok` (bool `[N]`) and `error` (string `[N]`, empty
+    where `ok`, else why: empty, not an image, corrupt or truncated, too many pixels — refused
+    from the header before decoding —, or a variant it cannot decode as training does, such as
+    TIFF or a transparent GIF). Where not `ok`, `probabilities` (and a regression `value`) are
+    0, `class_index` is -1 and `class_name` is empty. The same bytes always give the same
+    outputs. `labels.txt` (one class name a line) and `kerasrecipes.json` (image size,
+    preprocessing, class names, your `metadata`, library versions) are written beside them.
+    Needs the TensorFlow backend.
 
     A multi-task model (`kr.build_multitask`, a dict output) returns the same outputs per task,
     prefixed with the task's name: `<task>_probabilities`, `<task>_class_index` (multiclass and
@@ -49,6 +58,9 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
             training metrics).
         crop_to_aspect_ratio: bool. What `serve_bytes` does to images of another aspect ratio;
             use the value the training data was loaded with. Defaults to `False` (stretch).
+        max_image_pixels: int or None. `serve_bytes` refuses images with more pixels (width ×
+            height read from the header; for an animated GIF, frames × width × height) before
+            decoding them. Defaults to `SERVE_MAX_IMAGE_PIXELS` (50 million).
 
     Returns:
         The export directory, `path`.
@@ -57,6 +69,9 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
     >>> kr.export_saved_model(model, "saved_models/photos", class_names=data.class_names)
     >>> served = tf.saved_model.load("saved_models/photos")
     >>> served.serve(images)["class_name"]
+    >>> out = served.serve_bytes(tf.constant([open("cat.jpg", "rb").read(), b"junk"]))
+    >>> out["ok"].numpy(), out["error"].numpy()[1]
+    (array([ True, False]), b'not an image in a format serve_bytes decodes (JPEG, PNG, ...)')
     """
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
@@ -65,7 +80,14 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
         )
     import tensorflow as tf
 
+    if max_image_pixels is not None and (isinstance(max_image_pixels, bool) or not isinstance(
+            max_image_pixels, int) or max_image_pixels < 1):
+        raise ValueError("max_image_pixels must be a positive int or None (no limit). "
+                         f"Received: max_image_pixels={max_image_pixels!r}")
     height, width, channels = model.input_shape[1:]
+    if channels != 3:
+        raise ValueError(f"The model must take RGB images [N, H, W, 3]; its input shape is "
+                         f"{model.input_shape}.")
     if isinstance(getattr(model, "output", None), dict):
         tasks = _task_heads(model, class_names)
         class_names = {task: head["class_names"] for task, head in tasks.items()
@@ -109,13 +131,24 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
         return outputs
 
     def serve_bytes(image_bytes):
-        images = tf.map_fn(
-            lambda data: tf_resize(decode_image_bytes(data), (height, width),
-                                    crop_to_aspect_ratio),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([height, width, channels], tf.uint8),
-        )
-        return serve(images)
+        images, ok, error = decode_image_batch(image_bytes, (height, width),
+                                               crop_to_aspect_ratio, max_image_pixels)
+        # At least one row through the model (an empty request gets empty outputs).
+        n = tf.shape(images)[0]
+        padded = tf.concat([images, tf.zeros([1, height, width, channels], tf.uint8)], 0)
+        outputs = {}
+        for key, value in serve(padded[:tf.maximum(n, 1)]).items():
+            value = value[:n]  # the items not decoded get neutral values:
+            if value.dtype == tf.string:
+                fill = tf.constant("")
+            elif key.endswith("class_index"):
+                fill = tf.constant(-1, value.dtype)
+            else:
+                fill = tf.zeros([], value.dtype)
+            mask = tf.reshape(ok, [-1] + [1] * (value.shape.rank - 1))
+            outputs[key] = tf.where(mask, value, fill)
+        outputs["ok"], outputs["error"] = ok, error
+        return outputs
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -133,6 +166,7 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
         "image_size": [height, width],
         "input": "uint8 RGB images [N, H, W, 3], 0-255",
         "crop_to_aspect_ratio": crop_to_aspect_ratio,
+        "max_image_pixels": max_image_pixels,
         "preprocessing": _preprocessing_config(model),
         "class_names": class_names,
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},

@@ -1,7 +1,10 @@
+import io
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import keras
 import numpy as np
@@ -100,6 +103,117 @@ def test_bytes_signature_decodes_and_resizes_like_training(model, make_image_fol
     blobs = tf.constant([open(p, "rb").read() for p in paths])
     from_bytes = served.serve_bytes(blobs)["probabilities"].numpy()
     np.testing.assert_allclose(from_bytes, served.serve(images)["probabilities"].numpy(), atol=1e-6)
+
+
+def _encoded(pixels, fmt, **options):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_header_only(width, height):
+    """A PNG that declares `width` × `height` pixels and holds none."""
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                              0, 0, 0)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def mixed_batch():
+    """Encoded items, good and bad, with the error each must get ("" for a good one)."""
+    rng = np.random.default_rng(3)
+    jpeg = _encoded(rng.integers(0, 256, (20, 30, 3)).astype("uint8"), "JPEG", quality=90)
+    items = [
+        (jpeg, ""),
+        (b"", "empty image (0 bytes)"),
+        (b"GIF89a" + bytes(7), "corrupt image: its header cannot be read"),
+        (b"<html>not an image</html>", "not an image in a format serve_bytes decodes"),
+        (jpeg[: len(jpeg) // 2], "corrupt or truncated image"),
+        (_encoded(np.full((1, 1, 3), 200, np.uint8), "PNG"), ""),
+        (_png_header_only(40_000, 40_000), "image too large: 40000 × 40000 = 1600000000 pixels"),
+        (_encoded(rng.integers(0, 256, (9, 7, 3)).astype("uint8"), "TIFF"), "TIFF"),
+        (_encoded(rng.integers(0, 256, (33, 17, 3)).astype("uint8"), "PNG"), ""),
+        (jpeg, ""),
+    ]
+    return [blob for blob, _ in items], [error for _, error in items]
+
+
+def test_serve_bytes_gives_a_verdict_per_item(model, mixed_batch, tmp_path):
+    """Garbage, empty, truncated, 1×1, huge (refused from its header: the file holds no pixels)
+    and unsupported items among good ones: the good ones get the outputs of `serve` on the
+    training pipeline's pixels, the others `ok=False`, the reason and neutral values."""
+    import tensorflow as tf
+
+    blobs, errors = mixed_batch
+    path = kr.export_saved_model(model, tmp_path / "export", class_names=["a", "b", "c"])
+    served = tf.saved_model.load(path)
+    out = {k: v.numpy() for k, v in served.serve_bytes(tf.constant(blobs)).items()}
+    assert sorted(out) == ["class_index", "class_name", "error", "ok", "probabilities"]
+    assert out["ok"].tolist() == [not e for e in errors]
+    for message, expected in zip(out["error"].tolist(), errors):
+        assert message.decode().startswith(expected), (message, expected)
+    good = [i for i, e in enumerate(errors) if not e]
+    images = []
+    for i in good:
+        (tmp_path / f"item{i}").write_bytes(blobs[i])
+        images.append(kr.load_image(tmp_path / f"item{i}", image_size=16))
+    reference = served.serve(np.stack(images))
+    np.testing.assert_allclose(out["probabilities"][good], reference["probabilities"].numpy(),
+                               atol=1e-6)
+    assert out["class_index"][good].tolist() == reference["class_index"].numpy().tolist()
+    bad = [i for i, e in enumerate(errors) if e]
+    assert not out["probabilities"][bad].any()
+    assert set(out["class_index"][bad].tolist()) == {-1} and set(out["class_name"][bad]) == {b""}
+    # The same bytes, the same outputs: again, alone, and as the only good item.
+    again = served.serve_bytes(tf.constant(blobs))
+    for key, value in again.items():
+        np.testing.assert_array_equal(value.numpy(), out[key])
+    alone = served.serve_bytes(tf.constant(blobs[:1]))["probabilities"].numpy()
+    np.testing.assert_allclose(alone[0], out["probabilities"][0], atol=1e-6)
+    empty = served.serve_bytes(tf.zeros([0], tf.string))
+    assert empty["probabilities"].shape == (0, 3) and empty["ok"].shape == (0,)
+    with pytest.raises(ValueError, match="max_image_pixels"):
+        kr.export_saved_model(model, tmp_path / "x", max_image_pixels=0)
+
+
+def test_serve_bytes_survives_reload_in_a_fresh_process(model, mixed_batch, tmp_path):
+    """The tf.data pipeline inside `serve_bytes` is saved with the model: in a new interpreter,
+    through tf.saved_model.load and keras.layers.TFSMLayer, the same outputs."""
+    import pickle
+
+    import tensorflow as tf
+
+    blobs, errors = mixed_batch
+    path = kr.export_saved_model(model, tmp_path / "export", class_names=["a", "b", "c"],
+                                 max_image_pixels=1_000_000)
+    served = tf.saved_model.load(path)  # kept: it owns the variables
+    expected = {k: v.numpy() for k, v in served.serve_bytes(tf.constant(blobs)).items()}
+    with open(tmp_path / "blobs.pkl", "wb") as f:
+        pickle.dump(blobs, f)
+    code = (
+        "import pickle, numpy as np, tensorflow as tf, keras\n"
+        f"blobs = tf.constant(pickle.load(open({str(tmp_path / 'blobs.pkl')!r}, 'rb')))\n"
+        f"m = tf.saved_model.load({str(path)!r})\n"
+        "out = {k: np.asarray(v) for k, v in m.serve_bytes(blobs).items()}\n"
+        f"layer = keras.layers.TFSMLayer({str(path)!r}, call_endpoint='serve_bytes')\n"
+        "out.update({'tfsm_' + k: np.asarray(v) for k, v in layer(blobs).items()})\n"
+        f"pickle.dump(out, open({str(tmp_path / 'out.pkl')!r}, 'wb'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    with open(tmp_path / "out.pkl", "rb") as f:
+        fresh = pickle.load(f)
+    assert expected["ok"].tolist() == [not e for e in errors]
+    for prefix in ("", "tfsm_"):
+        for key, value in expected.items():
+            got = fresh[prefix + key]
+            if value.dtype.kind in "OSb":
+                assert got.tolist() == value.tolist(), (prefix, key)
+            else:
+                np.testing.assert_allclose(got, value, atol=1e-6, err_msg=prefix + key)
 
 
 @pytest.mark.parametrize("which", ["tiny", "scratch_cnn"])
@@ -213,9 +327,9 @@ def test_multitask_model_serves_one_output_per_task(multitask_model, tmp_path):
     assert len(set(index.tolist())) > 1  # the class names below are not all the same one
     served = tf.saved_model.load(path)
     blobs = tf.stack([tf.io.encode_png(image) for image in IMAGES_32])
+    keys = ["brightness_value", "label_class_index", "label_class_name", "label_probabilities"]
     for outputs in (served.serve(IMAGES_32), served.serve_bytes(blobs)):
-        assert sorted(outputs) == ["brightness_value", "label_class_index", "label_class_name",
-                                   "label_probabilities"]
+        assert sorted(outputs) == (keys if len(outputs) == 4 else sorted(keys + ["ok", "error"]))
         np.testing.assert_allclose(outputs["label_probabilities"].numpy(), expected["label"],
                                    atol=1e-5)
         np.testing.assert_allclose(outputs["brightness_value"].numpy(), expected["brightness"],
@@ -223,6 +337,15 @@ def test_multitask_model_serves_one_output_per_task(multitask_model, tmp_path):
         assert outputs["label_class_index"].numpy().tolist() == index.tolist()
         assert [n.decode() for n in outputs["label_class_name"].numpy()] == [
             names[i] for i in index]
+    # An item serve_bytes cannot decode: neutral values for every task, and the reason.
+    outputs = served.serve_bytes(tf.stack([tf.constant(b""), blobs[0]]))
+    assert outputs["ok"].numpy().tolist() == [False, True]
+    assert outputs["error"].numpy().tolist() == [b"empty image (0 bytes)", b""]
+    assert outputs["brightness_value"].numpy()[0].tolist() == [0.0]
+    assert not outputs["label_probabilities"].numpy()[0].any()
+    assert outputs["label_class_index"].numpy()[0] == -1
+    assert outputs["label_class_name"].numpy()[0] == b""
+    assert outputs["label_class_index"].numpy()[1] == index[0]
     assert open(os.path.join(path, "labels_label.txt")).read().split() == names
     assert not os.path.exists(os.path.join(path, "labels.txt"))
     info = json.load(open(os.path.join(path, "kerasrecipes.json")))

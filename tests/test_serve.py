@@ -644,6 +644,44 @@ def test_fuzz_the_server_decoder(export_dir):
 
 
 @pytest.mark.slow
+def test_fuzz_serve_bytes(export_dir, served):
+    """The same mutations through the export's in-graph `serve_bytes`, each next to a good
+    image: the call never raises or hangs, the good image's answer never changes, and a mutated
+    item is either refused (`ok=False`, a reason, neutral outputs) or served with the outputs of
+    `serve` on the pixels training decodes from the same bytes (`decode_bytes`; for the few that
+    only TensorFlow reads, `decode_image_batch`'s)."""
+    import tensorflow as tf
+
+    from kerasrecipes.data.decode import (ImageDecodeError, decode_bytes, decode_image_batch,
+                                          tf_resize)
+
+    good = _seed_images()[0]
+    reference = served.serve_bytes(tf.constant([good]))["probabilities"].numpy()[0]
+    decode = tf.function(lambda blobs: decode_image_batch(blobs, (16, 16)))
+
+    def check(blob):
+        out = served.serve_bytes(tf.constant([blob, good]))
+        ok, error = out["ok"].numpy(), out["error"].numpy()
+        probabilities = out["probabilities"].numpy()
+        assert ok[1] and error[1] == b""
+        np.testing.assert_allclose(probabilities[1], reference, atol=1e-6)
+        if not ok[0]:
+            assert error[0] and not probabilities[0].any() and out["class_index"][0] == -1
+            return False
+        assert error[0] == b""
+        try:
+            pixels = tf_resize(decode_bytes(blob), (16, 16))[None]
+        except ImageDecodeError:
+            pixels = decode(tf.constant([blob]))[0]
+        expected = served.serve(pixels)["probabilities"].numpy()[0]
+        np.testing.assert_allclose(probabilities[0], expected, atol=1e-6)
+        return True
+
+    outcomes = _fuzz(check)
+    assert outcomes[True] > 100 and outcomes[False] > 100, outcomes
+
+
+@pytest.mark.slow
 def test_fuzz_load_image(tmp_path):
     """The same mutations through `kr.load_image` (the scan, then the training decoders):
     16×16 RGB uint8 or a ValueError naming the file. The scan checks each file with the decoder

@@ -449,9 +449,12 @@ def _jpeg_header(reader):
     def body(pos, done, height, width, exif_at, xmp_at, xmp_len):
         b = reader.read(pos, 10)
         marker = b[1]
-        stop = tf.reduce_any([tf.not_equal(b[0], 0xFF), pos >= reader.length,
-                              tf.equal(marker, 0xDA), tf.equal(marker, 0xD9)])
-        fill = tf.equal(marker, 0xFF)
+        # Bytes before a marker that are not 0xFF, and 0xFF 0x00 (an escaped 0xFF), are skipped
+        # one by one, as PIL and libjpeg do.
+        junk = tf.logical_or(tf.not_equal(b[0], 0xFF), tf.equal(marker, 0))
+        stop = tf.reduce_any([pos >= reader.length, tf.logical_and(
+            tf.logical_not(junk), tf.logical_or(tf.equal(marker, 0xDA), tf.equal(marker, 0xD9)))])
+        fill = tf.logical_or(junk, tf.equal(marker, 0xFF))
         standalone = tf.reduce_any([tf.equal(marker, 0xD8), tf.equal(marker, 0x01),
                                     tf.logical_and(marker >= 0xD0, marker <= 0xD7)])
         segment = tf.logical_not(tf.reduce_any([stop, fill, standalone]))
