@@ -43,7 +43,7 @@ from kerasrecipes.distribute import (
     process_shard,
     set_precision,
 )
-from kerasrecipes.export import export_onnx, export_saved_model, export_tflite
+from kerasrecipes.export import export_onnx, export_openvino, export_saved_model, export_tflite
 from kerasrecipes.interpret import grad_cam, interpret, plot_filters, top_losses
 from kerasrecipes.monitor import TrainingMonitor, diagnose_history
 from kerasrecipes.saving import load_model, save_model
@@ -79,6 +79,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "export_onnx",
+    "export_openvino",
     "export_tflite",
     "finish_multihost",
     "get_strategy",
