@@ -127,7 +127,14 @@ def mixed_batch():
     """Encoded items, good and bad, with the error each must get ("" for a good one)."""
     rng = np.random.default_rng(3)
     jpeg = _encoded(rng.integers(0, 256, (20, 30, 3)).astype("uint8"), "JPEG", quality=90)
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise: training (PIL) applies it, and so must we
+    rotated = _encoded(np.repeat(np.linspace(0, 255, 40, dtype=np.uint8)[None, :, None], 3, 2)
+                       .repeat(10, 0), "JPEG", quality=95, exif=exif.tobytes())
     items = [
+        (rotated, ""),
         (jpeg, ""),
         (b"", "empty image (0 bytes)"),
         (b"GIF89a" + bytes(7), "corrupt image: its header cannot be read"),
