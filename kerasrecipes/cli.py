@@ -528,14 +528,16 @@ def build_parser():
                     "replaced as a whole, so it must be new, empty or an earlier export")
     ft.set_defaults(func=_finetune)
 
-    pr = sub.add_parser("predict", parents=[common], help="top-k classes of images ([MODEL_DIR] IMAGE...)")
+    pr = sub.add_parser("predict", parents=[common],
+                        help="top-k classes of images ([MODEL_DIR] IMAGE...)")
     pr.add_argument("items", nargs="+", metavar="MODEL_DIR_OR_IMAGE",
                     help="an exported model directory (optional), then image paths; without a "
                     "model directory the ImageNet EfficientNet-Lite0 classifier is used")
     pr.add_argument("--top", type=int, default=5)
     pr.set_defaults(func=_predict)
 
-    ex = sub.add_parser("export", parents=[common], help="export a .keras model as SavedModel / TFLite / ONNX / "
+    ex = sub.add_parser("export", parents=[common],
+                        help="export a .keras model as SavedModel / TFLite / ONNX / "
                         "OpenVINO")
     ex.add_argument("model", help="a .keras file (finetune writes OUT/model.keras)")
     ex.add_argument("--out", required=True, help="output directory")
@@ -545,7 +547,8 @@ def build_parser():
                     help="labels.txt with one class name a line (default: next to the model)")
     ex.set_defaults(func=_export)
 
-    sv = sub.add_parser("serve", parents=[common], help="serve an exported model over HTTP (TF Serving's REST API "
+    sv = sub.add_parser("serve", parents=[common],
+                        help="serve an exported model over HTTP (TF Serving's REST API "
                         "with dynamic batching, plus POST /predict for file uploads)")
     sv.add_argument("model_dir", metavar="SAVED_MODEL_DIR",
                     help="an export (finetune's --out, kr.export_saved_model) or a TF Serving "
@@ -634,6 +637,14 @@ def main(argv=None):
         return 2
     except OSError as error:  # A full disk, a read-only folder: said plainly, no traceback.
         print(f"kerasrecipes {args.command}: error: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        # TensorFlow's file writes (SavedModel, TFLite) raise OpErrors, e.g. ResourceExhausted
+        # for a full disk: the same plain message.
+        tf = sys.modules.get("tensorflow")
+        if tf is None or not isinstance(error, tf.errors.OpError):
+            raise
+        print(f"kerasrecipes {args.command}: error: {error.message}", file=sys.stderr)
         return 1
 
 

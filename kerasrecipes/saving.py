@@ -69,7 +69,8 @@ def save_model(model, path):
     """
     path = os.path.abspath(os.fspath(path))
     if not path.endswith(".keras"):
-        raise ValueError(f"path must end in '.keras' (the Keras v3 format). Received: path={path!r}")
+        raise ValueError(
+            f"path must end in '.keras' (the Keras v3 format). Received: path={path!r}")
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)

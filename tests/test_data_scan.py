@@ -315,3 +315,27 @@ def test_report_helpers_are_pure():
     assert messages[0].startswith("Class imbalance: 2 class(es)")  # b (1 < 0.6 * 2) and c (0)
     assert "The validation split has no images of 1 class(es): ['c']" in messages[1]
     assert "The test split has no images of 2 class(es): ['a', 'c']" in messages[2]
+
+
+def test_decode_budget_bounds_what_threads_hold_at_once():
+    import threading
+    import time
+
+    from kerasrecipes.data.scan import DecodeBudget
+
+    budget = DecodeBudget(100)
+    peak, lock = [0], threading.Lock()
+
+    def work(amount):
+        with budget.hold(amount):
+            with lock:
+                peak[0] = max(peak[0], budget.used)
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=work, args=(a,)) for a in (60, 60, 30, 30, 500, 10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] <= 100  # 500 is capped at the whole budget and runs alone.
+    assert budget.used == 0

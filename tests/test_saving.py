@@ -126,8 +126,8 @@ def test_load_model_explains_a_newer_keras(saved, tmp_path):
                 config["config"]["layers"][-1]["class_name"] = "DenseFromTheFuture"
                 data = json.dumps(config).encode()
             dst.writestr(item, data)
-    with pytest.raises(ValueError, match=rf"Cannot load the model '.*newer\.keras': it was saved by "
-                                         rf"Keras 99\.1\.0, newer than the installed Keras "
+    with pytest.raises(ValueError, match=rf"Cannot load the model '.*newer\.keras': it was saved "
+                                         rf"by Keras 99\.1\.0, newer than the installed Keras "
                                          rf"{keras.__version__}\. Upgrade Keras"):
         saving.load_model(newer)
 

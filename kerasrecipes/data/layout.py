@@ -34,7 +34,7 @@ def _listdir(folder):
 
 
 def class_dirs(folder):
-    """Sorted names of the sub-folders of `folder` (hidden and tool folders left out): its classes."""
+    """Sorted names of the sub-folders of `folder` (hidden and tool folders left out)."""
     return sorted(
         d for d in _listdir(folder)
         if not is_ignored_folder(d) and os.path.isdir(os.path.join(folder, d))

@@ -33,6 +33,7 @@ import hashlib
 import io
 import os
 import struct
+import threading
 import warnings
 
 from kerasrecipes.data.decode import pick_kind, pipeline_decodes
@@ -56,7 +57,7 @@ they could not be read)."""
 
 
 def display_path(path):
-    """`path` as it should appear in a message: quoted when it holds newlines or undecodable bytes."""
+    """`path` as shown in a message: quoted when it holds newlines or undecodable bytes."""
     return path if path.isprintable() else repr(path)
 
 
@@ -105,7 +106,51 @@ def _read_error(path, error):
     return f"cannot read the file ({type(error).__name__}: {error.strerror or error})"
 
 
-def check_file(path, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
+class DecodeBudget:
+    """Bytes of decoded pixels that the scan's threads may hold at once.
+
+    A thread about to decode an image of `n` bytes (estimated from its header) waits until the
+    others hold at most `total - n`; an image larger than the whole budget decodes alone. So a
+    folder of large PNGs (decoded in full) does not take one full-size image per thread.
+    """
+
+    def __init__(self, total):
+        self.total = int(total)
+        self.used = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, amount):
+        amount = max(0, min(int(amount), self.total))
+        with self._cond:
+            while self.used and self.used + amount > self.total:
+                self._cond.wait()
+            self.used += amount
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= amount
+                self._cond.notify_all()
+
+
+# Memory the scan's decoders may hold at once: two full-size 4000 × 3000 PNG decodes.
+DECODE_BUDGET_BYTES = 256 * 2**20
+
+
+def _decoded_bytes(width, height, mode, fmt, size):
+    """Estimated peak bytes of decoding an image of `size` bytes on disk.
+
+    Measured on TensorFlow's PNG decoder: about 8 bytes per pixel (its output, the copy to
+    numpy and working buffers) plus the encoded bytes; JPEGs decode at 1/8 scale (1/64 of the
+    pixels); 16-bit images take twice as much.
+    """
+    wide = 2 if ("16" in mode or mode in ("I", "F")) else 1
+    pixels = width * height if fmt not in ("JPEG", "MPO") else (width // 8 + 1) * (height // 8 + 1)
+    return pixels * 8 * wide + size
+
+
+def check_file(path, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS, budget=None):
     """Reads `path` once, hashes its bytes and fully decodes them with the pipeline's decoder.
 
     That is TensorFlow's for the JPEG and PNG files it decodes natively, PIL's for the others
@@ -115,11 +160,18 @@ def check_file(path, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     An image with more than `max_image_pixels` pixels is refused from its header, before decoding
     (a decompression bomb, e.g. a 20,000 × 20,000 PNG of a few kilobytes, never reaches memory).
 
+    Args:
+        path: str. The file.
+        max_image_pixels: int or `None`. The pixel limit. Defaults to PIL's (89,478,485).
+        budget: optional `DecodeBudget` shared by the threads of a scan.
+
     Returns:
         `FileCheck(kind, reason, digest)`.
     """
     from PIL import Image
     from PIL import UnidentifiedImageError
+
+    hold = budget.hold if budget is not None else (lambda amount: contextlib.nullcontext())
 
     try:
         with open(path, "rb") as f:
@@ -138,17 +190,21 @@ def check_file(path, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
                     f"image too large: {width} × {height} = {width * height:,} pixels, over "
                     f"max_image_pixels={max_image_pixels:,} (refused from its header, not "
                     "decoded; downscale the file or raise max_image_pixels)"), digest)
-            orientation = img.getexif().get(0x0112, 1)
-            kind = pick_kind(fmt, mode, orientation, "transparency" in img.info, data[:26])
-            # The check is the decoder the pipeline will use: TensorFlow's for its kinds.
-            tf_reads = pipeline_decodes(data, kind)
-            if tf_reads:
-                return FileCheck(kind, None, digest)
-            if fmt in ("JPEG", "MPO"):
-                # Decoding at 1/8 scale still reads the whole entropy-coded stream, so
-                # truncation is caught at a fraction of the cost (and memory).
-                img.draft(mode, (max(1, width // 8), max(1, height // 8)))
-            img.load()
+            with hold(_decoded_bytes(width, height, mode, fmt, len(data))):
+                # PIL decodes a whole PNG to look for an EXIF chunk after the pixels: only ask
+                # when the file has one.
+                has_exif = fmt != "PNG" or b"eXIf" in data
+                orientation = img.getexif().get(0x0112, 1) if has_exif else 1
+                kind = pick_kind(fmt, mode, orientation, "transparency" in img.info, data[:26])
+                # The check is the decoder the pipeline will use: TensorFlow's for its kinds.
+                tf_reads = pipeline_decodes(data, kind)
+                if tf_reads:
+                    return FileCheck(kind, None, digest)
+                if fmt in ("JPEG", "MPO"):
+                    # Decoding at 1/8 scale still reads the whole entropy-coded stream, so
+                    # truncation is caught at a fraction of the cost (and memory).
+                    img.draft(mode, (max(1, width // 8), max(1, height // 8)))
+                img.load()
     except Image.DecompressionBombError as e:
         return FileCheck(None, f"image too large ({e}); refused from its header, not decoded",
                          digest)
@@ -194,8 +250,9 @@ def scan_files(paths, verbose=False, desc="Scanning images",
                max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     """Checks `paths` in a thread pool; returns a list of `FileCheck` in the same order.
 
-    Memory stays bounded by the number of worker threads, not the number of files: each worker
-    holds one file's bytes and one decoded image (JPEGs at 1/8 scale) at a time.
+    Memory stays bounded, whatever the number of files: each worker holds one file's bytes at a
+    time, and the decoded pixels of all workers together stay within `DECODE_BUDGET_BYTES`
+    (JPEGs decode at 1/8 scale; an image larger than the budget decodes alone).
     """
     if not paths:
         return []
@@ -207,6 +264,7 @@ def scan_files(paths, verbose=False, desc="Scanning images",
         print(f"{desc}: {len(paths)} files")
         progbar = keras.utils.Progbar(len(paths), unit_name="file")
     workers = min(32, 4 * (os.cpu_count() or 1))
+    budget = DecodeBudget(DECODE_BUDGET_BYTES)
     # PIL's chatter (EXIF, palette, size warnings) is silenced around the whole pool: real
     # problems raise, and `catch_warnings` is not thread-safe, so never enter it per thread.
     with warnings.catch_warnings(), _pil_pixel_limit(), \
@@ -216,7 +274,7 @@ def scan_files(paths, verbose=False, desc="Scanning images",
         window = 8 * workers
         done = 0
         for start in range(0, len(paths), window):
-            futures = {pool.submit(check_file, p, max_image_pixels): start + i
+            futures = {pool.submit(check_file, p, max_image_pixels, budget): start + i
                        for i, p in enumerate(paths[start:start + window])}
             for future in concurrent.futures.as_completed(futures):
                 results[futures[future]] = future.result()
@@ -286,7 +344,8 @@ def list_images(folder, notes=None):
                 message = (
                     f"Skipped the folder link {display_path(sub)!r} → "
                     f"{display_path(os.path.realpath(sub))!r}: it leads back to a folder already "
-                    "scanned or to a folder above it (a symbolic-link loop), so it is not walked again."
+                    "scanned or to a folder above it (a symbolic-link loop), so it is not walked "
+                    "again."
                 )
                 if notes is None:
                     warnings.warn(message, stacklevel=2)
