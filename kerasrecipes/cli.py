@@ -132,34 +132,37 @@ def _unfreeze(text):
 
 
 def _load_data(args):
-    """The data of a subcommand: DIR if given, else the embedded demo data. Returns (data, name)."""
-    import kerasrecipes as kr
+    """The data of a subcommand: DIR if given, else the embedded demo data. Returns (data, name).
 
-    if args.data is None:
-        image_size = args.image_size or DEMO_IMAGE_SIZE
-        print(f"[kerasrecipes] no DIR given: using the embedded demo data "
-              f"({image_size} px clothing photos, 10 classes)")
-        data = kr.datasets.load_demo(image_size=image_size, batch_size=args.batch_size,
-                                     seed=args.seed)
-        return data, "demo"
+    The data report (per-class counts, then every warning about the data) is printed once,
+    before training.
+    """
     import warnings
 
+    import kerasrecipes as kr
+
+    options = dict(batch_size=args.batch_size, seed=args.seed, dedupe=args.dedupe,
+                   max_image_pixels=args.max_image_pixels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = kr.image_folder_datasets(
-            args.data, image_size=args.image_size or kr.get_backbone(args.backbone).image_size,
-            batch_size=args.batch_size, validation_split=getattr(args, "validation_split", None),
-            seed=args.seed, dedupe=getattr(args, "dedupe", False),
-            max_image_pixels=args.max_image_pixels,
-        )
-    # The report says it all once, before training: per-class counts, then every warning.
-    print(f"[kerasrecipes] data report for {args.data}:")
+        if args.data is None:
+            image_size = args.image_size or DEMO_IMAGE_SIZE
+            print(f"[kerasrecipes] no DIR given: using the embedded demo data "
+                  f"({image_size} px clothing photos, 10 classes)")
+            data = kr.datasets.load_demo(image_size=image_size, **options)
+            name, shown = "demo", "the demo data"
+        else:
+            data = kr.image_folder_datasets(
+                args.data, image_size=args.image_size or kr.get_backbone(args.backbone).image_size,
+                validation_split=getattr(args, "validation_split", None), **options)
+            name, shown = os.path.basename(os.path.normpath(args.data)), args.data
+    print(f"[kerasrecipes] data report for {shown}:")
     print("\n".join(f"  {line}" for line in data.report.summary().splitlines()))
     for warning in caught:
         if str(warning.message) not in data.report.warnings:
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
-    return data, os.path.basename(os.path.normpath(args.data))
+    return data, name
 
 
 def _check_finetune_args(args):
