@@ -4,6 +4,9 @@
         [--max-seconds 90] [--clients 1,8,32] [--quick]
     python benchmarks/serve_load.py --frameworks      # Starlette vs FastAPI, one tiny endpoint
 
+`--quick` (both modes) runs everything on a few requests, in about a minute: a check that the
+benchmark works, not a measurement.
+
 Without `--model` it exports an untrained `build_classifier("efficientnet_lite0", 10 classes,
 128 px)` (real ImageNet backbone weights, offline): the same cost per request as the demo model
 that `kerasrecipes finetune` writes. The payload is real photos (`--images`, default the demo
@@ -190,7 +193,8 @@ def _ceiling(model_dir, blobs_dir, out_file, seconds):
     expected = [r["class_index"] for r in model.predict([model.decode(b) for b in blobs])]
     result = {"expected": expected}
     for batch in (1, 32):
-        groups = [blobs[i: i + batch] for i in range(0, len(blobs) - batch + 1, batch)]
+        pool = blobs * -(-batch // len(blobs))  # fewer photos than a batch: repeated
+        groups = [pool[i: i + batch] for i in range(0, len(pool) - batch + 1, batch)]
         model.predict([model.decode(b) for b in groups[0]])  # warm-up
         start, k = time.perf_counter(), 0
         while time.perf_counter() - start < seconds or k < 3:
@@ -322,7 +326,8 @@ def main():
                         "(--frameworks)")
     parser.add_argument("--frameworks", action="store_true",
                         help="compare Starlette and FastAPI on one tiny endpoint instead")
-    parser.add_argument("--quick", action="store_true", help="a few requests, for development")
+    parser.add_argument("--quick", action="store_true",
+                        help="40 requests from 8 clients: checks the benchmark runs (CI)")
     parser.add_argument("--_ceiling", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--_tiny-app", dest="tiny_app", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -330,8 +335,9 @@ def main():
         return _ceiling(*args._ceiling, seconds=args.ceiling_seconds)
     if args.tiny_app:
         return _tiny_app(args.tiny_app)
-    if args.quick:
-        args.requests, args.ceiling_seconds, args.repeats = 120, 2.0, 1
+    if args.quick:  # the whole path in about a minute (CI): not a measurement
+        args.requests, args.max_seconds, args.ceiling_seconds, args.repeats = 40, 20.0, 1.0, 1
+        args.clients, args.photos = "8", 16
     if args.frameworks:
         return _frameworks(args)
 
