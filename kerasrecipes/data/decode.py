@@ -342,14 +342,22 @@ _MAX_STEPS = 1 << 20  # Bound on every header walk (markers, chunks, GIF blocks)
 
 
 class _Bytes:
-    """Bounds-safe reads of one scalar `tf.string`: bytes past the end read as zeros."""
+    """Bounds-safe reads of one scalar `tf.string`: bytes past the end read as zeros.
+
+    The bytes are copied once into a zero-padded uint8 vector; a read is one `gather`, so the
+    header walks below (a few ops per marker, chunk or GIF sub-block) stay cheap.
+    """
+
+    _PAD = 2048  # >= the longest read
 
     def __init__(self, data):
         import tensorflow as tf
 
         self.tf = tf
         self.data = data
-        self.length = tf.cast(tf.strings.length(data, unit="BYTE"), tf.int64)
+        raw = tf.io.decode_raw(data, tf.uint8)
+        self.length = tf.shape(raw, out_type=tf.int64)[0]
+        self.raw = tf.concat([raw, tf.zeros([self._PAD], tf.uint8)], 0)
 
     def _clip(self, pos):
         return self.tf.clip_by_value(self.tf.cast(pos, self.tf.int64), 0, self.length)
@@ -357,19 +365,18 @@ class _Bytes:
     def read(self, pos, size):
         """`size` (a Python int) bytes from `pos` as int64 `[size]`."""
         tf = self.tf
-        size64 = tf.constant(size, tf.int64)
-        chunk = tf.strings.join([tf.strings.substr(self.data, self._clip(pos), size64),
-                                 b"\0" * size])
-        raw = tf.io.decode_raw(tf.strings.substr(chunk, tf.constant(0, tf.int64), size64),
-                               tf.uint8)
-        return tf.reshape(tf.cast(raw, tf.int64), [size])
+        index = self._clip(pos) + tf.range(size, dtype=tf.int64)
+        return tf.cast(tf.gather(self.raw, index), tf.int64)
+
+    def byte(self, pos):
+        """The byte at `pos` as an int64 scalar."""
+        return self.tf.cast(self.tf.gather(self.raw, self._clip(pos)), self.tf.int64)
 
     def equals(self, pos, literal):
         """Whether the bytes at `pos` are `literal` (bytes)."""
         tf = self.tf
-        found = tf.strings.substr(self.data, self._clip(pos),
-                                  tf.constant(len(literal), tf.int64))
-        return tf.equal(found, literal)
+        expected = tf.constant(list(literal), tf.int64)
+        return tf.reduce_all(tf.equal(self.read(pos, len(literal)), expected))
 
     def substr(self, pos, size):
         tf = self.tf
@@ -569,15 +576,19 @@ def _gif_header(reader):
                      tf.constant(0, tf.int64))
     zero = tf.constant(0, tf.int64)
 
-    def body(pos, done, in_data, frames, transparent, covered):
+    def skip_data(pos):
+        """The position after the data sub-blocks at `pos` (sizes until a 0)."""
+        _, pos = tf.while_loop(
+            lambda steps, pos: tf.reduce_all([steps < _MAX_STEPS, pos < reader.length,
+                                              tf.not_equal(reader.byte(pos), 0)]),
+            lambda steps, pos: (steps + 1, pos + reader.byte(pos) + 1),
+            (tf.constant(0, tf.int64), pos))
+        return pos + 1
+
+    def body(pos, done, frames, transparent, covered):
         c = reader.read(pos, 10)
-        # Inside a block's data: sub-blocks of `size` bytes until a 0 size.
-        data_end = tf.logical_and(in_data, tf.equal(c[0], 0))
-        data_step = tf.where(tf.equal(c[0], 0), tf.constant(1, tf.int64), c[0] + 1)
-        image = tf.logical_and(tf.logical_not(in_data), tf.equal(c[0], 0x2C))
-        extension = tf.logical_and(tf.logical_not(in_data), tf.equal(c[0], 0x21))
-        other = tf.reduce_all([tf.logical_not(in_data), tf.logical_not(image),
-                               tf.logical_not(extension)])
+        image = tf.equal(c[0], 0x2C)
+        extension = tf.equal(c[0], 0x21)
         control = tf.reduce_all([extension, tf.equal(c[1], 0xF9), tf.equal(frames, 0)])
         transparent = tf.logical_or(transparent, tf.logical_and(control, c[3] % 2 == 1))
         local = tf.where(c[9] >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), c[9] % 8),
@@ -587,17 +598,17 @@ def _gif_header(reader):
                                       tf.equal(_le(c, 7, 2), height)])
         covered = tf.where(tf.logical_and(image, tf.equal(frames, 0)), first_covers, covered)
         frames = frames + tf.cast(image, tf.int64)
-        step = tf.where(in_data, data_step,
-                        tf.where(image, 11 + local,
-                                 tf.where(extension, tf.constant(2, tf.int64), zero)))
-        stop = tf.logical_or(other, pos >= reader.length)
-        in_data = tf.where(in_data, tf.logical_not(data_end), tf.logical_or(image, extension))
-        return pos + step, stop, in_data, frames, transparent, covered
+        stop = tf.logical_or(tf.logical_not(tf.logical_or(image, extension)),
+                             pos >= reader.length)
+        # An image: descriptor, local colour table, LZW code size, then data; an extension:
+        # introducer and label, then data.
+        data_at = tf.where(image, pos + 11 + local, pos + 2)
+        pos = tf.cond(stop, lambda: pos, lambda: skip_data(data_at))
+        return pos, stop, frames, transparent, covered
 
-    _, _, _, frames, transparent, covered = _walk(
+    _, _, frames, transparent, covered = _walk(
         lambda pos, done, *rest: tf.logical_not(done), body,
-        (13 + table, tf.constant(False), tf.constant(False), zero, tf.constant(False),
-         tf.constant(False)))
+        (13 + table, tf.constant(False), zero, tf.constant(False), tf.constant(False)))
     return height, width, frames, transparent, covered
 
 
