@@ -310,9 +310,11 @@ def _graph_cases(folder, decode_cases):
 def test_decode_image_bytes_gives_the_pixels_of_training(decode_cases, tmp_path):
     """TensorFlow ops only, yet `load_image`'s pixels for every format it takes: EXIF (and XMP)
     orientation applied, every PNG depth and transparency, CMYK JPEG, WebP, GIF, BMP."""
+    decode = tf.function(krdecode.decode_image_bytes,
+                         input_signature=[tf.TensorSpec([], tf.string)])  # traced once
     for name, path in _graph_cases(str(tmp_path), decode_cases).items():
         with open(path, "rb") as f:
-            image = krdecode.decode_image_bytes(tf.constant(f.read())).numpy()
+            image = decode(tf.constant(f.read())).numpy()
         expected = load_image(path)
         assert image.shape == expected.shape, name
         assert np.array_equal(image, expected), name
@@ -376,7 +378,11 @@ def test_decode_image_batch_gives_a_verdict_per_item():
     }
     names = list(batch)
     blobs = tf.constant([batch[n][0] for n in names])
-    images, ok, error = krdecode.decode_image_batch(blobs, (8, 8), max_image_pixels=1000)
+    # Traced once (a graph, as in serve_bytes), called four times.
+    spec = [tf.TensorSpec([None], tf.string)]
+    decode = tf.function(lambda b: krdecode.decode_image_batch(b, (8, 8), max_image_pixels=1000),
+                         input_signature=spec)
+    images, ok, error = decode(blobs)
     assert ok.numpy().tolist() == [not batch[n][1] for n in names]
     for name, message in zip(names, error.numpy()):
         assert message.decode().startswith(batch[name][1]), (name, message)
@@ -386,13 +392,15 @@ def test_decode_image_batch_gives_a_verdict_per_item():
         else:  # the PIL path's pixels, resized as in training
             expected = krdecode.tf_resize(krdecode.decode_bytes(batch[name][0]), (8, 8))
             np.testing.assert_array_equal(images[i].numpy(), expected.numpy(), err_msg=name)
-    again = krdecode.decode_image_batch(blobs, (8, 8), max_image_pixels=1000)
+    again = decode(blobs)
     assert np.array_equal(again[0].numpy(), images.numpy())
     assert again[2].numpy().tolist() == error.numpy().tolist()
     # An empty batch, and the GIF's frames within a larger limit.
-    empty = krdecode.decode_image_batch(tf.zeros([0], tf.string), (8, 8))
+    empty = decode(tf.zeros([0], tf.string))
     assert empty[0].shape == (0, 8, 8, 3) and empty[1].shape == (0,)
-    assert krdecode.decode_image_batch(tf.constant([animated]), (8, 8))[1].numpy().all()
+    unlimited = tf.function(lambda b: krdecode.decode_image_batch(b, (8, 8)),
+                            input_signature=spec)
+    assert unlimited(tf.constant([animated]))[1].numpy().all()
 
 
 def test_decode_bytes_gives_the_pixels_of_load_image(decode_cases):

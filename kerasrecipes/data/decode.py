@@ -442,10 +442,11 @@ def _tiff_orientation(reader, base):
 
 
 def _jpeg_header(reader):
-    """`(height, width, orientation)` of a JPEG: its markers up to the first scan.
+    """`(height, width, exif_at, xmp_orientation)` of a JPEG: its markers up to the first scan.
 
-    The orientation is PIL's: IFD0 of the first APP1 `Exif` segment, else `tiff:Orientation` in
-    the (last) XMP segment; 1 (as stored) without either.
+    As in PIL, the orientation is IFD0's in the first APP1 `Exif` segment (at `exif_at`, -1
+    without one), else `tiff:Orientation` in the (last) XMP segment (`xmp_orientation`, 1 without
+    one).
     """
     tf = reader.tf
     sof = tf.constant([0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
@@ -483,24 +484,20 @@ def _jpeg_header(reader):
     _, _, height, width, exif_at, xmp_at, xmp_len = _walk(
         lambda pos, done, *rest: tf.logical_not(done), body,
         (tf.constant(2, tf.int64), tf.constant(False), zero, zero, minus_one, minus_one, zero))
-    orientation, found = _tiff_orientation(reader, exif_at)
-    found = tf.logical_and(found, exif_at >= 0)
-    orientation = tf.where(found, orientation, tf.constant(1, tf.int64))
     # PIL's fallback: `re.search(rb'tiff:Orientation(="|>)([0-9])', xmp)`.
     xmp = reader.substr(xmp_at, xmp_len)
     pattern = r'(?s).*?tiff:Orientation(?:="|>)([0-9]).*'
-    in_xmp = tf.reduce_all([tf.logical_not(found), xmp_at >= 0,
-                            tf.strings.regex_full_match(xmp, pattern)])
+    in_xmp = tf.logical_and(xmp_at >= 0, tf.strings.regex_full_match(xmp, pattern))
     digit = tf.strings.substr(tf.strings.regex_replace(xmp, pattern, r"\1"), 0, 1)
     digit = tf.cast(tf.io.decode_raw(tf.strings.join([digit, "0"]), tf.uint8)[0], tf.int64) - 48
-    return height, width, tf.where(in_xmp, digit, orientation)
+    return height, width, exif_at, tf.where(in_xmp, digit, tf.constant(1, tf.int64))
 
 
 def _png_header(reader):
-    """`(height, width, orientation, wide)` of a PNG, from its chunks.
+    """`(height, width, exif_at, wide)` of a PNG, from its chunks.
 
-    `wide`: 16 bits, an alpha channel or a `tRNS` chunk, i.e. training's `png_wide` path; the
-    orientation comes from an `eXIf` chunk.
+    `exif_at`: where the first `eXIf` chunk's data starts (-1: none). `wide`: 16 bits, an alpha
+    channel or a `tRNS` chunk, i.e. training's `png_wide` path.
     """
     tf = reader.tf
     head = reader.read(0, 26)
@@ -521,17 +518,15 @@ def _png_header(reader):
         lambda pos, done, *rest: tf.logical_not(done), body,
         (tf.constant(8, tf.int64), tf.constant(False), tf.constant(-1, tf.int64),
          tf.constant(False), tf.constant(True)))
-    orientation, found = _tiff_orientation(reader, exif_at)
-    orientation = tf.where(tf.logical_and(found, exif_at >= 0), orientation,
-                           tf.constant(1, tf.int64))
     wide = tf.reduce_any([tf.equal(head[24], 16), tf.equal(head[25], 4), tf.equal(head[25], 6),
                           transparency])
     return (tf.where(valid, _be(head, 20, 4), zero), tf.where(valid, _be(head, 16, 4), zero),
-            orientation, tf.cast(wide, tf.int64))
+            exif_at, tf.cast(wide, tf.int64))
 
 
 def _webp_header(reader):
-    """`(height, width, orientation)` of a WebP (simple lossy, lossless or extended)."""
+    """`(height, width, exif_at)` of a WebP (simple lossy, lossless or extended); `exif_at`:
+    where its `EXIF` chunk's TIFF data starts (-1: none)."""
     tf = reader.tf
     b = reader.read(0, 30)
     lossy = reader.equals(12, b"VP8 ")
@@ -556,10 +551,7 @@ def _webp_header(reader):
     _, _, exif_at = _walk(lambda pos, done, exif_at: tf.logical_not(done), body,
                           (tf.constant(12, tf.int64), tf.logical_not(extended),
                            tf.constant(-1, tf.int64)))
-    orientation, found = _tiff_orientation(reader, exif_at)
-    orientation = tf.where(tf.logical_and(found, exif_at >= 0), orientation,
-                           tf.constant(1, tf.int64))
-    return height, width, orientation
+    return height, width, exif_at
 
 
 def _gif_header(reader):
@@ -670,36 +662,44 @@ def inspect_image_bytes(data, max_image_pixels=None):
     def status(code):
         return tf.constant(code, tf.int64)
 
+    none = tf.constant(-1, tf.int64)
+
+    # Each branch: status, height, width, where EXIF starts (-1: none), the orientation without
+    # EXIF, frames, wide PNG.
     def unknown():
-        return status(_UNKNOWN), zero, zero, one, one, zero
+        return status(_UNKNOWN), zero, zero, none, one, one, zero
 
     def tiff():
-        return status(_TIFF_FORMAT), zero, zero, one, one, zero
+        return status(_TIFF_FORMAT), zero, zero, none, one, one, zero
 
-    def oriented(header):
-        def branch():
-            height, width, orientation = header(reader)
-            return status(_OK), height, width, orientation, one, zero
-        return branch
+    def jpeg():
+        height, width, exif_at, xmp_orientation = _jpeg_header(reader)
+        return status(_OK), height, width, exif_at, xmp_orientation, one, zero
 
     def png():
-        height, width, orientation, wide = _png_header(reader)
-        return status(_OK), height, width, orientation, one, wide
+        height, width, exif_at, wide = _png_header(reader)
+        return status(_OK), height, width, exif_at, one, one, wide
 
     def gif():
         height, width, frames, transparent, covered = _gif_header(reader)
         code = tf.where(transparent, status(_GIF_TRANSPARENT),
                         tf.where(tf.logical_and(frames > 0, tf.logical_not(covered)),
                                  status(_GIF_PARTIAL), status(_OK)))
-        return code, height, width, one, tf.maximum(frames, 1), zero
+        return code, height, width, none, one, tf.maximum(frames, 1), zero
 
     def bmp():
         height, width, supported = _bmp_header(reader)
-        return (tf.where(supported, status(_OK), status(_BMP_VARIANT)), height, width, one, one,
-                zero)
+        return (tf.where(supported, status(_OK), status(_BMP_VARIANT)), height, width, none, one,
+                one, zero)
 
-    code, height, width, orientation, frames, wide = tf.switch_case(
-        fmt, [unknown, oriented(_jpeg_header), png, gif, bmp, oriented(_webp_header), tiff])
+    def webp():
+        height, width, exif_at = _webp_header(reader)
+        return status(_OK), height, width, exif_at, one, one, zero
+
+    code, height, width, exif_at, orientation, frames, wide = tf.switch_case(
+        fmt, [unknown, jpeg, png, gif, bmp, webp, tiff])
+    exif_orientation, found = _tiff_orientation(reader, exif_at)
+    orientation = tf.where(tf.logical_and(found, exif_at >= 0), exif_orientation, orientation)
     code = tf.where(tf.logical_and(tf.equal(code, _OK),
                                    tf.logical_or(tf.equal(height, 0), tf.equal(width, 0))),
                     status(_BAD_HEADER), code)
