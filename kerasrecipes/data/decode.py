@@ -1,7 +1,8 @@
 """How image bytes become RGB uint8 pixels: the one source of truth for decoding.
 
-Used by the pre-training scan and `load_image` (the PIL path), by the `tf.data` pipelines (the
-TensorFlow byte decoders) and by the exported `serve_bytes` signature (`decode_image_bytes`).
+Used by the pre-training scan and `load_image`, by the `tf.data` pipelines (the TensorFlow byte
+decoders), by the HTTP server (`decode_bytes`: the same, from bytes in Python) and by the
+exported `serve_bytes` signature (`decode_image_batch`: TensorFlow ops only).
 
 - JPEG (RGB or grayscale): TensorFlow's native decoder with `dct_method="INTEGER_ACCURATE"`, which
   is bit-identical to PIL/libjpeg-turbo (the default "fast" IDCT is off by up to 4 levels).
@@ -10,11 +11,18 @@ TensorFlow byte decoders) and by the exported `serve_bytes` signature (`decode_i
   decodes 16-bit RGBA, which is composited on white and rounded to 8 bits
   (`round(v / 257)` for opaque pixels) with exact integer arithmetic.
 - Everything else goes through PIL inside `tf.numpy_function`: GIF (first frame), BMP, WebP, TIFF,
-  CMYK JPEG, any image with an EXIF orientation to apply, and other formats PIL reads.
-  Transparency is composited on white; grayscale and palette images become RGB.
+  CMYK JPEG, any image with an EXIF orientation to apply, JPEG and PNG files TensorFlow's decoder
+  rejects (`pipeline_decodes`), and other formats PIL reads. Transparency is composited on
+  white; grayscale and palette images become RGB.
 
-Which of these paths (`KINDS`) a file takes is decided by the scan (`kerasrecipes.data.scan`).
-TensorFlow is imported inside the functions that need it.
+Which of these paths (`KINDS`) a file takes is decided by the scan (`kerasrecipes.data.scan`,
+with `pick_kind` and `pipeline_decodes`), which checks each file with the decoder it will take.
+
+In the graph (`serve_bytes`), without PIL: each item's header is read first
+(`inspect_image_bytes`: format, size, EXIF orientation), so an image with too many pixels is
+refused before decoding; then JPEG, PNG, GIF, BMP and WebP decode to the same pixels as above
+(EXIF orientation applied with `tf_orient`), and what TensorFlow would decode differently is
+refused with a reason (`DECODE_ERRORS`). TensorFlow is imported inside the functions that need it.
 """
 
 import io
