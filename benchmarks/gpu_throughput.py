@@ -76,7 +76,7 @@ def kerasrecipes_path(name, x, y, batch, size, warmup):
                                 augment="light")
     data = kr.array_datasets(x, y, batch_size=batch, seed=0)
     timer = _Timer(warmup)
-    kr.fit_one_cycle(model, data.train, epochs=1, max_lr=0.1, optimizer="sgd",
+    kr.fit_one_cycle(model, data.train, epochs=1, lr=0.1, optimizer="sgd",
                      callbacks=[timer.callback], verbose=0)
     return timer.images_per_second(batch), timer.first_step_seconds()
 

@@ -57,7 +57,7 @@ def run_config(name, x_train, y_train, x_test, y_test, epochs, lr, seed, batch=1
     import tensorflow as tf
 
     import kerasrecipes as kr
-    from kerasrecipes.train import make_schedule
+    from kerasrecipes.schedules import make_schedule
 
     train = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
              .shuffle(len(x_train), seed=seed).batch(batch).prefetch(2))

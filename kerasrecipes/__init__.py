@@ -45,7 +45,8 @@ from kerasrecipes.distribute import (
 )
 from kerasrecipes.export import export_onnx, export_openvino, export_saved_model, export_tflite
 from kerasrecipes.interpret import grad_cam, interpret, plot_filters, top_losses
-from kerasrecipes.monitor import TrainingMonitor, diagnose_history
+from kerasrecipes.curves import diagnose_history
+from kerasrecipes.monitor import TrainingMonitor
 from kerasrecipes.saving import load_model, save_model
 from kerasrecipes.search import search
 from kerasrecipes.layers import NormalizeImage
@@ -63,7 +64,8 @@ from kerasrecipes.schedules import (
     StepDecay,
     WarmupCosine,
 )
-from kerasrecipes.train import TrainingHistory, fine_tune, fit, fit_one_cycle, plot_history
+from kerasrecipes.history import TrainingHistory, plot_history
+from kerasrecipes.train import find_stage_lr, fine_tune, fit, fit_one_cycle
 from kerasrecipes.distill import Distiller, distill
 from kerasrecipes.multitask import build_multitask
 from kerasrecipes.regularize import (
@@ -135,6 +137,7 @@ __all__ = [
     "datasets",
     "doctor",
     "export_saved_model",
+    "find_stage_lr",
     "fine_tune",
     "fit",
     "get_backbone",

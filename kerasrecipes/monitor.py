@@ -6,8 +6,9 @@
   gradient norm, its ratio to the weight norm, and the update ratio ‖Δw‖/‖w‖ per step. It warns
   about vanishing/exploding gradients, dead and saturated units, writes histograms to TensorBoard
   and PNG figures.
-- `diagnose_history`: names the patterns of loss/accuracy curves (overfitting gap, loss going up
-  or plateauing → learning rate, noisy validation → larger batch).
+- `diagnose_history` (from `kerasrecipes.curves`, re-exported here): names the patterns of
+  loss/accuracy curves (overfitting gap, loss going up or plateauing → learning rate, noisy
+  validation → larger batch); `history_report` (`kerasrecipes.history`) writes them as a report.
 
 Reference: CS231n, "Neural Networks Part 3: Learning and Evaluation" (babysitting the learning
 process); Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural
@@ -21,9 +22,11 @@ import keras
 import numpy as np
 
 from kerasrecipes.batches import take_batches
+from kerasrecipes.curves import CURVE_PATTERNS, diagnose_history  # noqa: F401  (re-exported)
 from kerasrecipes.gradients import value_and_gradients
+from kerasrecipes.history import history_report  # noqa: F401  (re-exported: kr.monitor.X)
 from kerasrecipes.plotting import pyplot
-from kerasrecipes.tasks import loss_fn, model_loss
+from kerasrecipes.tasks import is_multitask, loss_fn, model_loss, task_loss_weights
 
 _RELU_LIKE = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu",
               "hard_swish", "hard_silu")
@@ -107,216 +110,6 @@ def gradient_alerts(names, grad_norms, weight_norms, first_norm=None, vanishing=
                                "gradients — check the initialisation, add BatchNorm or residual "
                                "connections, or unfreeze"))
     return alerts
-
-
-def diagnose_history(history, gap=0.1, rise=0.1, plateau=0.02):
-    """Names the patterns of training curves, with what to do about each.
-
-    The patterns of the babysitting chapter, read off per-epoch values: `"diverged"` (NaN/inf
-    loss), `"loss_rising"` (learning rate too high), `"overfitting"` (validation loss rising
-    while the training loss falls), `"generalisation_gap"` (train accuracy far above
-    validation), `"plateau"` (training loss flat while accuracy is low: fast fall then flat =
-    learning rate too high, slow from the start = too low or too little capacity) and `"noisy"`
-    (validation loss zig-zagging: larger batch). Epochs without a value (NaN, e.g. a stage
-    without validation data) are left out of the validation patterns.
-
-    Args:
-        history: `TrainingHistory`, Keras `History`, or dict of metric → per-epoch values.
-        gap: float. Train − validation accuracy above this is an overfitting gap.
-            Defaults to `0.1`.
-        rise: float. Relative rise of the validation loss above its minimum that counts as
-            overfitting. Defaults to `0.1`.
-        plateau: float. Relative fall of the training loss over the last half of the epochs
-            below which the loss has plateaued. Defaults to `0.02`.
-
-    Returns:
-        list of `(pattern, message)`; `[("healthy", ...)]` when nothing is wrong.
-        `CURVE_PATTERNS[pattern]` holds each pattern's verdict and what to do next.
-
-    Example:
-    >>> diagnose_history({"loss": [1.0, 0.5, 0.2, 0.1], "val_loss": [1.0, 0.7, 0.8, 1.0]})[0][0]
-    'overfitting'
-    """
-    record = getattr(history, "history", history)
-
-    def series(key):
-        return np.asarray([math.nan if v is None else v for v in record.get(key, [])],
-                          dtype="float64")
-
-    loss, val_loss = series("loss"), series("val_loss")
-    acc, val_acc = series("accuracy"), series("val_accuracy")
-    found = []
-    if loss.size and not np.isfinite(loss).all():
-        found.append(("diverged", "The training loss became NaN/inf: the learning rate is too "
-                      "high (run kr.find_lr), or clip gradients."))
-        return found
-    if loss.size >= 2 and loss[-1] > loss[0] * 1.05:
-        found.append(("loss_rising", f"The training loss rose from {loss[0]:.3f} to "
-                      f"{loss[-1]:.3f}: the learning rate is too high."))
-    measured = np.flatnonzero(np.isfinite(val_loss[:loss.size]))
-    if measured.size >= 3:
-        values = val_loss[measured]
-        best = int(np.argmin(values))
-        best_epoch = int(measured[best])
-        if best < values.size - 1 and values[-1] > values[best] * (1 + rise) and \
-                loss[measured[-1]] < loss[best_epoch]:
-            found.append(("overfitting", f"Validation loss rose {values[-1] / values[best] - 1:.0%}"
-                          f" since epoch {best_epoch + 1} while the training loss kept falling: "
-                          "overfitting — more data or augmentation, more regularisation "
-                          "(dropout, weight decay), or stop at the best epoch."))
-    both = np.flatnonzero(np.isfinite(acc[:val_acc.size]) & np.isfinite(val_acc[:acc.size]))
-    if both.size and acc[both[-1]] - val_acc[both[-1]] > gap:
-        last = both[-1]
-        found.append(("generalisation_gap", f"Train accuracy {acc[last]:.1%} vs validation "
-                      f"{val_acc[last]:.1%}: a large gap — regularise or get more data."))
-    finite_acc = acc[np.isfinite(acc)]
-    if loss.size >= 4 and not any(p == "loss_rising" for p, _ in found):
-        half = loss[loss.size // 2:]
-        fall = (half[0] - half[-1]) / max(abs(half[0]), 1e-12)
-        early = (loss[0] - half[0]) / max(abs(loss[0]), 1e-12)
-        if fall < plateau and (not finite_acc.size or finite_acc[-1] < 0.9):
-            shown = f"{finite_acc[-1]:.1%}" if finite_acc.size else "n/a"
-            if early > 0.3:
-                cause = (f"it fell {early:.0%} in the first epochs, then flattened at "
-                         f"{half[-1]:.3f}: the learning rate is too high (it bounces around a "
-                         "high loss) — lower it 3–10×, or decay it")
-            else:
-                cause = ("it fell slowly from the start: the learning rate is too low, or the "
-                         "model too small — raise the learning rate or add capacity")
-            found.append(("plateau", f"The training loss barely moved over the last "
-                          f"{half.size} epochs ({fall:.1%}) at accuracy {shown}; {cause}. "
-                          "Run kr.find_lr."))
-    measured = np.flatnonzero(np.isfinite(val_loss))
-    if measured.size >= 4:
-        values = val_loss[measured]
-        steps = np.diff(values)
-        sign_changes = np.mean(np.sign(steps[1:]) != np.sign(steps[:-1]))
-        amplitude = np.mean(np.abs(steps)) / max(np.mean(values), 1e-12)
-        if sign_changes >= 0.6 and amplitude > 0.05:
-            found.append(("noisy", f"Validation loss zig-zags ({amplitude:.0%} per epoch): "
-                          "a noisy estimate — larger batch, lower learning rate, or a larger "
-                          "validation set."))
-    return found or [("healthy", "Training and validation losses fall together.")]
-
-
-# What each curve pattern means for the run (`"fail"`: fix it before training longer,
-# `"warn"`: the run is usable but can do better) and what to try next, in order.
-CURVE_PATTERNS = {
-    "diverged": ("fail", "learning rate far too high", [
-        "Lower the learning rate 10× (start from the kr.find_lr / `kerasrecipes lr-find` "
-        "suggestion).",
-        "Clip the gradients (clipnorm=1.0) and warm up (schedule='warmup_cosine').",
-        "Run `kerasrecipes doctor`: its overfit-a-few-batches check shows a too-high learning "
-        "rate in a minute.",
-    ]),
-    "loss_rising": ("fail", "learning rate too high", [
-        "Lower the learning rate 3–10× (kr.find_lr suggests one).",
-        "Warm up over the first 5–10 % of the steps; with SGDR, restart at a lower peak.",
-    ]),
-    "overfitting": ("warn", "overfitting", [
-        "Keep the weights of the best epoch (early_stopping restores them).",
-        "Augment more (augment='standard' or 'strong', MixUp/CutMix) and regularise more "
-        "(dropout 0.3–0.5, weight_decay 1e-4–5e-4, label_smoothing 0.1).",
-        "Get more data, or fine-tune fewer layers (unfreeze=N) for fewer epochs.",
-    ]),
-    "generalisation_gap": ("warn", "train/validation gap", [
-        "Augment and regularise more (see overfitting), or get more data.",
-        "Check that the validation images come from the same distribution as the training "
-        "ones (and that no label leaks into the training images).",
-    ]),
-    "plateau": ("warn", "loss plateau", [
-        "Run kr.find_lr: take its suggestion (fast fall then flat: lower the learning rate; "
-        "slow from the start: raise it).",
-        "Add capacity: unfreeze more layer groups (unfreeze='all') or a larger backbone.",
-        "Check data and labels with `kerasrecipes doctor`.",
-    ]),
-    "noisy": ("warn", "noisy curves", [
-        "A larger batch (2–4×, scaling the learning rate with it) averages the gradient noise.",
-        "A lower or decaying learning rate (schedule='warmup_cosine' or 'one_cycle').",
-        "A larger validation set (validation_split=0.2) makes the curve itself less noisy.",
-    ]),
-}
-
-
-def history_report(history, out_dir, title=None, gap=0.1, rise=0.1, plateau=0.02):
-    """Writes `report.md` with the training curves and a verdict per pattern they show.
-
-    The curves (`history.png`, `plot_history`: train vs. validation loss and accuracy, the
-    learning rate on a second axis, the detected patterns named on the figure) and, for each
-    pattern `diagnose_history` finds, what it means and what to do next.
-
-    Args:
-        history: `TrainingHistory`, Keras `History`, or dict of metric → per-epoch values.
-        out_dir: str. Folder for `report.md` and `history.png` (created).
-        title: optional str. The report's title. Defaults to `"Training report"`.
-        gap: float. As in `diagnose_history`. Defaults to `0.1`.
-        rise: float. As in `diagnose_history`. Defaults to `0.1`.
-        plateau: float. As in `diagnose_history`. Defaults to `0.02`.
-
-    Returns:
-        str. The path of `report.md`.
-
-    Example:
-    >>> history = kr.fine_tune(model, data.train, data.validation)
-    >>> kr.monitor.history_report(history, "run1")  # or history.report("run1")
-    """
-    import os
-
-    from kerasrecipes.train import plot_history
-
-    record = getattr(history, "history", history)
-    if not record.get("loss"):
-        raise ValueError("history has no 'loss' values: pass the result of kr.fit / "
-                         "kr.fine_tune / model.fit. Received keys: " + str(sorted(record)))
-    os.makedirs(out_dir, exist_ok=True)
-    patterns = diagnose_history(history, gap=gap, rise=rise, plateau=plateau)
-    figure = plot_history(history, os.path.join(out_dir, "history.png"), patterns=patterns)
-    problems = [(p, m) for p, m in patterns if p != "healthy"]
-    icon = {"fail": "FAIL", "warn": "WARN"}
-    lines = [f"# {title or 'Training report'}", "", *_history_summary(history), ""]
-    if problems:
-        names = ", ".join(CURVE_PATTERNS[p][1] for p, _ in problems)
-        lines.append(f"**Verdict: {len(problems)} pattern(s) in the curves: {names}.**")
-    else:
-        lines.append("**Verdict: no problem pattern in the curves** — training and validation "
-                     "losses fall together.")
-    lines += ["", f"![training curves]({os.path.basename(figure)})", ""]
-    if problems:
-        lines += ["| pattern | verdict | finding |", "| --- | --- | --- |"]
-        for pattern, message in problems:
-            lines.append(f"| {pattern} | {icon[CURVE_PATTERNS[pattern][0]]} | "
-                         f"{message.replace('|', '/')} |")
-        for pattern, message in problems:
-            status, name, steps = CURVE_PATTERNS[pattern]
-            lines += ["", f"## {pattern}: {icon[status]} ({name})", "", message, "",
-                      "What to do next:", ""]
-            lines += [f"{i}. {step}" for i, step in enumerate(steps, 1)]
-    path = os.path.join(out_dir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
-
-
-def _history_summary(history):
-    """Markdown lines: epochs, stages and the best validation values of a history."""
-    record = getattr(history, "history", history)
-    stages = getattr(history, "stages", None) or []
-    parts = []
-    for stage in stages:
-        lr = stage.get("learning_rate")
-        lr = f", peak lr {lr:.2g}" if isinstance(lr, (int, float)) else ""
-        parts.append(f"{stage['name']} ({stage['epochs']} epoch(s){lr})")
-    lines = [f"{len(record['loss'])} epoch(s)"
-             + (f" in {len(stages)} stage(s): {', '.join(parts)}" if parts else "") + ".", ""]
-    for key, pick in (("val_accuracy", np.nanargmax), ("val_loss", np.nanargmin),
-                      ("accuracy", np.nanargmax), ("loss", np.nanargmin)):
-        values = np.asarray([math.nan if v is None else v for v in record.get(key, [])],
-                            dtype="float64")
-        if values.size and np.isfinite(values).any():
-            best = int(pick(values))
-            lines.append(f"- best {key}: {values[best]:.4f} at epoch {best + 1} "
-                         f"(last {values[-1]:.4f})")
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,7 +298,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         chosen_ids = {id(v) for v in self._variables}
         self._others = [v for v in model.variables if id(v) not in chosen_ids]
         variables, others = self._variables, self._others
-        probe_loss = loss_fn(model_loss(model, None), getattr(model, "task_loss_weights", None))
+        weights = task_loss_weights(model) if is_multitask(model) else None
+        probe_loss = loss_fn(model_loss(model, None), weights)
 
         def probe_fn(values, other_values, images, labels):
             state = list(zip(others, other_values))

@@ -7,10 +7,12 @@ Deep Neural Networks" (2017).
 import keras
 
 from kerasrecipes.models import augment_model, backbone_features, check_rate
+from kerasrecipes.optimizers import get_optimizer
 from kerasrecipes.tasks import (  # noqa: F401  (re-exported: kerasrecipes.multitask.X)
     is_multitask,
     multitask_compile_args,
     task_kinds,
+    task_loss_weights,
 )
 
 KINDS = ("multiclass", "binary", "multilabel", "regression")
@@ -36,6 +38,9 @@ def _head_spec(task, spec):
         units = spec.get("units", 1)
         if not isinstance(units, int) or units < 1 or (kind == "multiclass" and units < 2):
             raise ValueError(f"heads[{task!r}]['units'] must be a positive int. Received: {spec!r}")
+        if kind in ("binary", "multilabel"):
+            # As `task_kinds` reads it back from the layer: sigmoid units, one or several.
+            kind = "binary" if units == 1 else "multilabel"
         return kind, units
     raise ValueError(
         f"heads[{task!r}] must be a number of classes (int >= 2), 'regression', 'binary' or "
@@ -67,8 +72,10 @@ def build_multitask(backbone, heads, image_size=None, weights="imagenet", augmen
         name: str. Defaults to `"multitask"`.
 
     Returns:
-        keras.Model with a dict output; `model.task_kinds` and `model.task_loss_weights` hold the
-        per-task kind and weight.
+        keras.Model with a dict output, compiled (AdamW, each task's loss and metric, the loss
+        weights) so that `model.fit` works as it is; `kr.multitask.task_kinds(model)` and
+        `task_loss_weights(model)` read the per-task kind and weight back from the model (its
+        output layers and compile config), also after a `.keras` reload.
 
     Example:
     >>> model = build_multitask("mobilenetv3small", {"label": 10, "sleeve": 3, "price": "regression"},
@@ -105,6 +112,9 @@ def build_multitask(backbone, heads, image_size=None, weights="imagenet", augmen
     x = augment_model(augment)(inputs)
     x = keras.Sequential([spec.preprocessor()], name="preprocess")(x)
     model = keras.Model(inputs, head(features(x)), name=name)
-    model.task_kinds = {task: kind for task, (kind, _) in kinds.items()}
-    model.task_loss_weights = {task: float(loss_weights.get(task, 1.0)) for task in heads}
+    # The loss weights live in the compile config, which a `.keras` save keeps (an attribute set
+    # on the model would not survive it); the kinds are read from the output layers.
+    compile_args = multitask_compile_args(model)
+    compile_args["loss_weights"] = {task: float(loss_weights.get(task, 1.0)) for task in heads}
+    model.compile(optimizer=get_optimizer("adamw", 1e-3), **compile_args)
     return model

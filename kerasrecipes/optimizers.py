@@ -21,6 +21,8 @@ import math
 import keras
 from keras import ops
 
+from kerasrecipes.validate import close_matches
+
 # Variable names (regular expressions on `variable.name`) that decoupled weight decay skips:
 # biases and BatchNorm/LayerNorm scale and offset (decaying them only hurts; Goyal et al. 2017,
 # "Bag of Tricks", He et al. 2019).
@@ -82,7 +84,7 @@ class _LRMultipliers:
             raise ValueError(
                 f"lr_multipliers has {len(self.lr_multipliers)} entries but the optimizer is built "
                 f"with {len(variables)} trainable variables. Pass one multiplier per variable of "
-                "`model.trainable_variables` (see `kerasrecipes.train.group_lr_multipliers`), and "
+                "`model.trainable_variables` (see `kerasrecipes.freezing.group_lr_multipliers`), and "
                 "re-create the optimizer whenever you freeze or unfreeze layers."
             )
         super().build(variables)
@@ -228,6 +230,19 @@ _OPTIMIZERS = {
     "adam": (Adam, {}),
     "adamw": (AdamW, {"weight_decay": 1e-4}),
 }
+# The names `get_optimizer` (and the training recipes' `optimizer=`) take.
+OPTIMIZERS = tuple(_OPTIMIZERS)
+
+
+def check_optimizer_name(name, argument="optimizer"):
+    """Raises unless `name` is one of `OPTIMIZERS` (any case), naming the closest ones."""
+    if isinstance(name, str) and name.lower() in _OPTIMIZERS:
+        return
+    hint = close_matches(name, OPTIMIZERS)
+    raise ValueError(
+        f"{argument} must be one of {sorted(_OPTIMIZERS)}. Received: {argument}={name!r}"
+        + (f".{hint}" if hint else "")
+    )
 
 
 def has_momentum(name):
@@ -300,10 +315,7 @@ def get_optimizer(name, learning_rate, lr_multipliers=None, weight_decay=None, c
     Example:
     >>> opt = get_optimizer("adamw", 1e-3, weight_decay=0.05)
     """
-    if not isinstance(name, str) or name.lower() not in _OPTIMIZERS:
-        raise ValueError(
-            f"optimizer must be one of {sorted(_OPTIMIZERS)}. Received: optimizer={name!r}"
-        )
+    check_optimizer_name(name)
     cls, defaults = _OPTIMIZERS[name.lower()]
     kwargs = dict(defaults)
     if weight_decay is not None:

@@ -3,8 +3,10 @@
 The one place that reads a model's task: `task_of` gives `"multiclass"` (softmax output),
 `"binary"` (one sigmoid unit), `"multilabel"` (several sigmoid units) or `"multitask"` (a dict of
 outputs, `kr.build_multitask`, whatever its number of tasks); `task_kinds` gives the kind of each
-task of a multi-task model. The default losses and metrics of the training recipes, and the
-loss helpers the checks and the monitor share, follow from it.
+task of a multi-task model and `task_loss_weights` their loss weights, both read from the model
+itself (its layers, its compile config), so they hold after a `.keras` reload. The default
+losses and metrics of the training recipes, and the loss helpers the checks and the monitor
+share, follow from it.
 """
 
 import dataclasses
@@ -68,16 +70,16 @@ def task_of(model):
 
 
 def task_kinds(model):
-    """Task name → kind, read from the model (its output layers' activations after a reload)."""
-    kinds = getattr(model, "task_kinds", None)
-    if kinds:
-        return dict(kinds)
+    """Task name → kind of a multi-task model, read from its output layers' activations.
+
+    softmax → `"multiclass"`, sigmoid → `"binary"` (one unit) or `"multilabel"`, anything else
+    → `"regression"`. Read from the layers, so it holds for a model reloaded from a `.keras` file.
+    """
     head = model.get_layer("head")
     found = {}
     for task in model.output:
         layer = head.get_layer(task)
-        activation = keras.activations.serialize(layer.activation)
-        activation = activation if isinstance(activation, str) else activation.get("config", "")
+        activation = activation_name(layer)
         if activation == "softmax":
             found[task] = "multiclass"
         elif activation == "sigmoid":
@@ -85,6 +87,20 @@ def task_kinds(model):
         else:
             found[task] = "regression"
     return found
+
+
+def task_loss_weights(model):
+    """Task name → loss weight of a multi-task model: its compiled `loss_weights`, else 1.
+
+    `kr.build_multitask` compiles the model with its `loss_weights`, the training recipes compile
+    with these again, and a `.keras` save keeps them in the compile config: they survive a
+    reload (a model loaded with `compile=False`, or compiled without `loss_weights`, weighs every
+    task 1).
+    """
+    config = model.get_compile_config() if getattr(model, "compiled", False) else None
+    weights = (config or {}).get("loss_weights")
+    weights = weights if isinstance(weights, dict) else {}
+    return {task: float(weights.get(task, 1.0)) for task in model.output}
 
 
 def default_loss(task):
@@ -124,8 +140,7 @@ def multitask_compile_args(model, label_smoothing=0.0):
         else:
             losses[task] = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
             metrics[task] = [keras.metrics.BinaryAccuracy(name="accuracy")]
-    weights = getattr(model, "task_loss_weights", None) or {task: 1.0 for task in losses}
-    return {"loss": losses, "metrics": metrics, "loss_weights": weights}
+    return {"loss": losses, "metrics": metrics, "loss_weights": task_loss_weights(model)}
 
 
 @dataclasses.dataclass

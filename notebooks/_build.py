@@ -326,7 +326,7 @@ print(f"constant LR: {time.time() - start:.0f} s")
 model = new_model()
 start = time.time()
 runs["one-cycle"] = kr.fit_one_cycle(model, data.train, data.validation, epochs=EPOCHS,
-                                     max_lr=peak, verbose=2)
+                                     lr=peak, verbose=2)
 print(f"one-cycle:   {time.time() - start:.0f} s")'''),
     ("code", r'''
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))

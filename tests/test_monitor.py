@@ -8,7 +8,6 @@ import kerasrecipes as kr
 from kerasrecipes.monitor import (
     TrainingMonitor,
     activation_stats,
-    diagnose_history,
     gradient_alerts,
 )
 from tiny_models import TINY, tiny_arrays, tiny_batches
@@ -75,25 +74,6 @@ def test_gradient_alerts():
     assert exploding[0][0] == "exploding"
     assert gradient_alerts(names, [np.nan, 1.0, 1.0], [1, 1, 1])[0][:2] == ("non_finite",
                                                                           "first")
-
-
-@pytest.mark.parametrize(
-    "history, pattern",
-    [
-        ({"loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [1.0, 0.7, 0.5, 0.45]}, "healthy"),
-        ({"loss": [1.0, 0.5, 0.2, 0.1, 0.05], "val_loss": [1.0, 0.7, 0.8, 0.9, 1.1]},
-         "overfitting"),
-        ({"loss": [1.0, 1.2, 1.6, 2.5]}, "loss_rising"),
-        ({"loss": [1.0, float("nan")]}, "diverged"),
-        ({"loss": [2.3, 2.29, 2.29, 2.29, 2.29, 2.29], "accuracy": [0.1] * 6}, "plateau"),
-        ({"loss": [1.0, 0.8, 0.6, 0.5, 0.4, 0.3], "val_loss": [1.0, 0.6, 0.9, 0.5, 0.8, 0.45]},
-         "noisy"),
-        ({"loss": [1.0, 0.5, 0.3], "accuracy": [0.7, 0.9, 0.99], "val_accuracy": [0.6, 0.7, 0.7]},
-         "generalisation_gap"),
-    ],
-)
-def test_diagnose_history_names_the_pattern(history, pattern):
-    assert pattern in [p for p, _ in diagnose_history(history)]
 
 
 def test_monitor_logs_every_n_steps_without_changing_the_model():

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import kerasrecipes as kr
-from kerasrecipes.multitask import multitask_compile_args, task_kinds
+from kerasrecipes.multitask import multitask_compile_args, task_kinds, task_loss_weights
 from tiny_models import TINY
 
 
@@ -62,3 +62,50 @@ def test_bad_heads_name_the_task():
         kr.build_multitask(TINY, {"x": "cats"}, weights=None)
     with pytest.raises(ValueError, match="loss_weights names unknown tasks"):
         kr.build_multitask(TINY, {"label": 3}, weights=None, loss_weights={"other": 1.0})
+
+
+def test_kinds_and_loss_weights_survive_save_load_and_train_on(tmp_path):
+    # Nothing rides on Python attributes of the model: the kinds come from the output layers,
+    # the loss weights from the compile config that a .keras file keeps.
+    keras.utils.set_random_seed(0)
+    model = kr.build_multitask(TINY, {"label": 3, "brightness": "regression"}, weights=None,
+                               dropout=0.0, loss_weights={"label": 0.5, "brightness": 3.0})
+    assert not hasattr(model, "task_kinds") and not hasattr(model, "task_loss_weights")
+    weights = {"label": 0.5, "brightness": 3.0}
+    assert task_loss_weights(model) == weights
+    path = str(tmp_path / "multi.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert task_kinds(loaded) == {"label": "multiclass", "brightness": "regression"}
+    assert task_loss_weights(loaded) == weights
+    assert multitask_compile_args(loaded)["loss_weights"] == weights
+
+    # Trained (and so recompiled) by a recipe, saved and loaded again: still the same weights,
+    # and the weighted total is the loss Keras reports.
+    kr.fit(loaded, _two_task_dataset(), epochs=1, verbose=0)
+    assert task_loss_weights(loaded) == weights
+    loaded.save(path)
+    again = keras.models.load_model(path)
+    assert task_loss_weights(again) == weights
+    logs = again.evaluate(_two_task_dataset(), verbose=0, return_dict=True)
+    np.testing.assert_allclose(
+        logs["loss"], 0.5 * logs["label_loss"] + 3.0 * logs["brightness_loss"], rtol=1e-4)
+    history = kr.fit(again, _two_task_dataset(), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_loss_weights_of_a_model_saved_by_earlier_versions_are_found():
+    # tests/data/legacy/multitask.keras: saved after kr.fit by the version that kept the
+    # weights in Python attributes (which the file lost); its compile config kept them.
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "data", "legacy", "multitask.keras")
+    loaded = keras.models.load_model(path)
+    assert task_kinds(loaded) == {"label": "multiclass", "flag": "binary", "score": "regression"}
+    assert task_loss_weights(loaded) == {"label": 1.0, "flag": 0.5, "score": 2.0}
+
+
+def test_a_one_unit_multilabel_head_is_a_binary_head():
+    model = kr.build_multitask(TINY, {"a": {"kind": "multilabel", "units": 1},
+                                      "b": {"kind": "binary", "units": 3}}, weights=None)
+    assert task_kinds(model) == {"a": "binary", "b": "multilabel"}

@@ -14,6 +14,7 @@ from kerasrecipes.schedules import (
     OneCycleMomentum,
     StepDecay,
     WarmupCosine,
+    make_schedule,
 )
 
 
@@ -283,8 +284,6 @@ def test_cycle_momentum_installs_the_schedule_on_a_kerasrecipes_optimizer_any_ba
 
 @pytest.mark.parametrize("name", ["one_cycle", "step", "sgdr", "warmup_cosine"])
 def test_make_schedule_names(name):
-    from kerasrecipes.train import make_schedule
-
     schedule = make_schedule(name, 0.1, total_steps=100, warmup=0.1)
     values = np.array([float(schedule(s)) for s in range(100)])
     assert values.max() == pytest.approx(0.1, rel=1e-2)
@@ -292,3 +291,15 @@ def test_make_schedule_names(name):
     assert values[-1] < 0.02  # and ends low
     clone = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert float(clone(37)) == pytest.approx(values[37], rel=1e-6)
+
+
+def test_warmup_cosine_schedule_values():
+    schedule = make_schedule("warmup_cosine", 1.0, total_steps=100, warmup=0.1)
+    values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    assert values[0] == pytest.approx(0.0)
+    assert values[1] == pytest.approx(0.5)
+    assert values[2] == pytest.approx(1.0)
+    assert values[3] == pytest.approx(0.5, abs=1e-6)  # half-way through the cosine
+    assert values[4] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_schedule("linear", 1.0, 10)

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import kerasrecipes as kr
-from kerasrecipes.train import group_lr_multipliers, make_schedule
 from tiny_models import TINY, tiny_batches, tiny_dataset
 
 
@@ -186,28 +185,6 @@ def test_model_without_named_submodels_gets_a_clear_error():
         kr.fine_tune(plain, tiny_dataset(), verbose=0)
 
 
-def test_warmup_cosine_schedule_values():
-    schedule = make_schedule("warmup_cosine", 1.0, total_steps=100, warmup=0.1)
-    values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
-    assert values[0] == pytest.approx(0.0)
-    assert values[1] == pytest.approx(0.5)
-    assert values[2] == pytest.approx(1.0)
-    assert values[3] == pytest.approx(0.5, abs=1e-6)  # half-way through the cosine
-    assert values[4] == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(ValueError, match="schedule must be one of"):
-        make_schedule("linear", 1.0, 10)
-
-
-def test_group_lr_multipliers_align_with_trainable_variables():
-    model = kr.build_classifier(TINY, num_classes=3, weights=None)
-    backbone = model.get_layer("backbone")
-    mults = group_lr_multipliers(model, {backbone.get_layer("stem_conv"): 0.5})
-    assert len(mults) == len(model.trainable_variables)
-    stem_kernel = backbone.get_layer("stem_conv").kernel
-    index = [id(v) for v in model.trainable_variables].index(id(stem_kernel))
-    assert mults[index] == 0.5 and sum(m == 0.5 for m in mults) == 1
-
-
 def test_a_nan_loss_stops_with_a_clear_message_and_keeps_finite_weights(tmp_path):
     keras.utils.set_random_seed(0)  # an initialisation seen to diverge (seeds 0-5 all do)
     model = _pretrained_tiny(tmp_path)
@@ -283,98 +260,6 @@ def test_bad_clipping_is_a_clear_error_before_training(tmp_path):
         kr.fit(model, tiny_batches(), clipvalue=5.0, global_clipnorm=1.0, verbose=0)
     with pytest.raises(ValueError, match="global_clipnorm must be a positive float"):
         kr.fit_one_cycle(model, tiny_batches(), max_lr=1e-3, global_clipnorm=0, verbose=0)
-
-
-# The training report: the curves and a verdict per pattern (TrainingHistory.report).
-
-CURVES = {
-    "overfitting": {"loss": [1.0, 0.6, 0.35, 0.2, 0.1, 0.05],
-                    "val_loss": [1.0, 0.7, 0.6, 0.7, 0.85, 1.0]},
-    "generalisation_gap": {"loss": [1.0, 0.5, 0.3, 0.2], "accuracy": [0.6, 0.8, 0.95, 0.99],
-                           "val_loss": [1.0, 0.8, 0.75, 0.74],
-                           "val_accuracy": [0.55, 0.65, 0.7, 0.72]},
-    "loss_rising": {"loss": [1.0, 1.3, 1.8, 2.6], "val_loss": [1.0, 1.2, 1.7, 2.5]},
-    "diverged": {"loss": [2.3, 5.0, float("nan")], "val_loss": [2.3, 6.0, float("nan")]},
-    "plateau": {"loss": [2.3, 1.2, 1.15, 1.15, 1.15, 1.15], "accuracy": [0.1, 0.5, 0.5, 0.5,
-                                                                          0.5, 0.5]},
-    "noisy": {"loss": [1.0, 0.8, 0.6, 0.5, 0.4, 0.3],
-              "val_loss": [1.0, 0.6, 0.9, 0.5, 0.8, 0.45]},
-}
-HEALTHY = {"loss": [1.0, 0.6, 0.4, 0.3, 0.25], "accuracy": [0.6, 0.8, 0.88, 0.9, 0.92],
-           "val_loss": [1.0, 0.65, 0.45, 0.36, 0.32], "val_accuracy": [0.6, 0.78, 0.85, 0.88,
-                                                                        0.9],
-           "learning_rate": [1e-3, 1e-3, 5e-4, 2e-4, 1e-5]}
-
-
-def _record(history):
-    epochs = len(history["loss"])
-    return kr.TrainingHistory(history={k: list(v) for k, v in history.items()},
-                              stages=[{"name": "train", "first_epoch": 0, "epochs": epochs,
-                                       "learning_rate": 1e-3}])
-
-
-@pytest.mark.parametrize("pattern", sorted(CURVES))
-def test_history_report_names_each_pattern_with_what_to_do(tmp_path, pattern):
-    from kerasrecipes.monitor import CURVE_PATTERNS
-
-    path = _record(CURVES[pattern]).report(str(tmp_path / "run"))
-    text = open(path).read()
-    status, name, steps = CURVE_PATTERNS[pattern]
-    assert f"## {pattern}: {status.upper()} ({name})" in text
-    assert f"| {pattern} | {status.upper()} |" in text
-    verdict = next(line for line in text.splitlines() if line.startswith("**Verdict:"))
-    assert "1 pattern(s) in the curves" in verdict and name in verdict
-    assert "What to do next:" in text and f"1. {steps[0]}" in text
-    for other in set(CURVES) - {pattern}:
-        assert f"## {other}:" not in text
-    assert "![training curves](history.png)" in text
-    assert open(tmp_path / "run" / "history.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-
-
-def test_a_healthy_history_report_has_no_verdict(tmp_path):
-    path = _record(HEALTHY).report(str(tmp_path))
-    text = open(path).read()
-    assert "**Verdict: no problem pattern in the curves**" in text
-    assert "## " not in text and "What to do next" not in text
-    assert "- best val_accuracy: 0.9000 at epoch 5" in text
-    assert "1 stage(s): train (5 epoch(s), peak lr 0.001)" in text
-
-
-def test_the_figure_names_the_patterns(tmp_path, monkeypatch):
-    import matplotlib.figure
-
-    titles = []
-    save = matplotlib.figure.Figure.savefig
-
-    def spy(fig, *args, **kwargs):
-        titles.append(fig._suptitle.get_text())
-        return save(fig, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
-    kr.plot_history(_record(CURVES["overfitting"]), str(tmp_path / "a.png"))
-    kr.plot_history(CURVES["noisy"], str(tmp_path / "b.png"))  # a plain dict works too
-    kr.plot_history(_record(HEALTHY), str(tmp_path / "c.png"))
-    assert titles == ["detected: overfitting", "detected: noisy curves",
-                      "no problem pattern detected"]
-
-
-def test_validation_patterns_skip_epochs_without_validation():
-    # A head stage without validation data (NaN), then a stage that overfits from epoch 4.
-    nan = float("nan")
-    history = {"loss": [2.0, 1.5, 1.0, 0.7, 0.5, 0.3, 0.2],
-               "val_loss": [nan, nan, 1.1, 0.9, 1.0, 1.1, 1.2]}
-    found = dict(_record(history).diagnose())
-    assert "since epoch 4" in found["overfitting"]
-
-
-def test_plateau_tells_a_too_high_from_a_too_low_learning_rate():
-    from kerasrecipes.monitor import diagnose_history
-
-    fast_then_flat = dict(diagnose_history(CURVES["plateau"]))["plateau"]
-    assert "too high" in fast_then_flat
-    slow = dict(diagnose_history({"loss": [2.3, 2.29, 2.28, 2.28, 2.28, 2.28],
-                                  "accuracy": [0.1] * 6}))["plateau"]
-    assert "too low" in slow
 
 
 def test_fine_tune_history_writes_a_report(tmp_path):

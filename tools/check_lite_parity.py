@@ -133,7 +133,7 @@ def main(argv=None):
           f"random: {args.random} uniform 0-255 images, seed {args.seed}")
     rows, norm_rows, top1_rows = [], [], []
     for variant in args.variants:
-        size = efficientnet_lite._VARIANTS[variant][2]
+        size = efficientnet_lite.VARIANTS[variant][2]
         keras_model = builders[variant](classifier_activation=None, include_preprocessing=False)
         torch_model = reference_model(variant)
 
