@@ -7,7 +7,7 @@ model's inference outputs on them; `manifest.json` says which commit and version
 what each file contains. The test loads every file with today's code and checks that it predicts
 the recorded outputs and keeps training.
 
-The files in `tests/data/legacy/` were written by main at 9195f56 + b765e98 (the last commit
+The files in `tests/data/legacy/` were written by main at b765e98 (the last commit
 before the refactor's phase 2, issue #16), TensorFlow backend. Re-run it only to add a file
 from a newer version; never to "fix" a failing load test (that test guards old files).
 
