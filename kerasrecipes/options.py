@@ -95,7 +95,7 @@ class TrainingOptions:
                              f"model) or None. Received: metrics={self.metrics!r}")
         _check_callbacks(self.callbacks)
         check_int("steps_per_epoch", self.steps_per_epoch, low=1, allow_none=True)
-        if isinstance(self.verbose, bool) or self.verbose not in VERBOSE:
+        if self.verbose not in VERBOSE:  # True and False pass, as 1 and 0
             raise ValueError(f"verbose must be one of {VERBOSE}. Received: "
                              f"verbose={self.verbose!r}")
         check_number("label_smoothing", self.label_smoothing, 0, 1, high_open=True)

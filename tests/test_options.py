@@ -151,6 +151,7 @@ def test_training_options_check_on_construction_and_give_the_clipping():
     assert TrainingOptions().clipping == {}
     assert TrainingOptions(clipvalue=5).clipping == {"clipvalue": 5.0}
     assert TrainingOptions(optimizer="SGD", verbose="auto").optimizer == "SGD"
+    assert TrainingOptions(verbose=False).verbose is False  # as 0, like Keras
     with pytest.raises(ValueError, match="Did you mean 'nesterov'"):
         TrainingOptions(optimizer="nesterof")
 
