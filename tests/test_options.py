@@ -139,6 +139,9 @@ def test_the_renamed_lr_keywords_still_work_with_a_deprecation_warning(model):
     with pytest.warns(DeprecationWarning, match=r"StepDecay\(initial_lr=\.\.\.\) is deprecated"):
         step = kr.StepDecay(initial_lr=0.1, boundaries=[5])
     assert step.max_lr == step.initial_lr == 0.1
+    with pytest.warns(DeprecationWarning, match=r"step_decay_lr\(initial_lr=\.\.\.\)"):
+        assert float(kr.schedules.step_decay_lr(6, initial_lr=0.1, boundaries=[5])) == \
+            pytest.approx(0.01)
     assert step.get_config() == {"max_lr": 0.1, "boundaries": [5], "gamma": 0.1}
     # A config saved under the old name (a .keras file of an earlier version) loads quietly.
     with warnings.catch_warnings():

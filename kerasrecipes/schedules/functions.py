@@ -13,6 +13,8 @@ import math
 
 from keras import ops
 
+from kerasrecipes.validate import renamed_arguments
+
 ANNEAL = ("cos", "linear")
 CYCLICAL_MODES = ("triangular", "triangular2", "exp_range")
 
@@ -199,12 +201,14 @@ def sgdr_lr(step, max_lr, first_cycle_steps, t_mul=2.0, m_mul=1.0, min_lr=0.0):
     return min_lr + (peak - min_lr) / 2.0 * (1.0 + ops.cos(math.pi * t_in))
 
 
+@renamed_arguments(initial_lr="max_lr")
 def step_decay_lr(step, max_lr, boundaries, gamma=0.1):
     """Multiplies the learning rate by `gamma` at each of the step `boundaries` passed.
 
     Args:
         step: int, array or tensor.
-        max_lr: float. The learning rate before the first boundary.
+        max_lr: float. The learning rate before the first boundary. (Called `initial_lr`
+            before; that keyword still works, with a `DeprecationWarning`.)
         boundaries: sequence of ints. Steps at which the rate drops (from that step on).
         gamma: float. Defaults to `0.1`.
 
