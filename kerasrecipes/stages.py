@@ -118,7 +118,7 @@ class StageRunner:
 
     def run(self, model, train, validation, steps, name, epochs, optimizer, lr,
             multipliers=None, trainable_groups=(), schedule_steps=None, step_offset=0,
-            early_stopping=None):
+            early_stopping=None, backup_model=None):
         """Compiles and fits one stage of `model` on `train`, appending it to `self.record`.
 
         Args:
@@ -136,10 +136,13 @@ class StageRunner:
                 `run`s (gradual unfreezing). Defaults to `epochs * steps`.
             step_offset: int. Where in that schedule this run starts. Defaults to `0`.
             early_stopping: optional int. Patience; `None` turns it off for this stage.
+            backup_model: optional keras.Model whose weights the backup keeps at the end of the
+                stage (and restores on resume), when `model` is only part of it (the head on
+                cached features). Defaults to `model`.
         """
         k, self.stage_index = self.stage_index, self.stage_index + 1
         if self.backup and self.backup.done(k):
-            self.backup.restore(k, model, self.record)
+            self.backup.restore(k, backup_model or model, self.record)
             return
         self.compile(model, train, optimizer, lr, schedule_steps or epochs * steps, multipliers,
                      step_offset)
@@ -188,8 +191,12 @@ class StageRunner:
             )
         if self.backup:
             history = self.backup.epochs(k)
-            self.backup.finish(k, model, stage, history)
+            self.backup.finish(k, backup_model or model, stage, history)
         self.record.append_stage(stage, history)
+
+    def stage_done(self):
+        """Whether the backup already holds the next stage (it will be restored, not run)."""
+        return bool(self.backup and self.backup.done(self.stage_index))
 
     def finish(self):
         """Ends the run: removes the backup (it is complete). Returns the record."""

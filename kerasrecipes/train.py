@@ -29,6 +29,7 @@ from kerasrecipes.freezing import (  # noqa: F401
     trainable_batch_norm,
     unfreeze_schedule,
 )
+from kerasrecipes.head_features import cache_refusal, head_stage_data
 from kerasrecipes.history import TrainingHistory, plot_history  # noqa: F401
 from kerasrecipes.lr_finder import find_lr
 from kerasrecipes.optimizers import check_optimizer_name, get_optimizer
@@ -48,20 +49,20 @@ STAGES = ("head", "all")
 
 
 @training_recipe(early_stopping=3)
-def fine_tune(model, train, validation=None, head_epochs=2, epochs=6, lr=1e-3, fine_tune_lr=None,
+def fine_tune(model, train, validation=None, head_epochs=4, epochs=6, lr=1e-3, fine_tune_lr=None,
               lr_mult=10.0, unfreeze="all", train_bn=None, *, fine_tune_optimizer=None,
-              schedule="one_cycle", options):
+              schedule="one_cycle", cache_features="auto", options):
     """Staged transfer learning: train the head on a frozen backbone, then fine-tune.
 
     Args:
         model: a model from `kr.build_classifier` (any model with `backbone` and `head` sub-models).
         train: `tf.data.Dataset` or `keras.utils.PyDataset` of `(uint8 images, labels)` batches.
         validation: optional dataset like `train`. Defaults to `None`.
-        head_epochs: int >= 0. Epochs with the backbone frozen. Defaults to `2`.
+        head_epochs: int >= 0. Epochs with the backbone frozen. Defaults to `4`.
         epochs: int >= 0. Epochs after unfreezing. Defaults to `6`.
         lr: float > 0. Peak learning rate of the head stage. Defaults to `1e-3`.
-        fine_tune_lr: optional float > 0. Peak learning rate of the top layer group and the head
-            after unfreezing. Defaults to `lr / 10`.
+        fine_tune_lr: optional float > 0. Peak learning rate of the head after unfreezing; the
+            layer groups get it scaled down by `lr_mult` (see below). Defaults to `lr`.
         lr_mult: float >= 1. Ratio between the learning rates of the head and of the first
             (`stem`) group; the groups in between are spaced geometrically. `1` disables
             discriminative learning rates. Defaults to `10`.
@@ -77,6 +78,14 @@ def fine_tune(model, train, validation=None, head_epochs=2, epochs=6, lr=1e-3, f
             (Adam, AdamW) 0.95 → 0.85 → 0.95 inside the optimizer step; with `unfreeze="gradual"`
             the fine-tuning stage runs one cycle across its recompiles. `"warmup_cosine"` is the
             linear warmup + cosine decay of earlier versions. Defaults to `"one_cycle"`.
+        cache_features: `"auto"`, `True` or `False`. Whether the head stage trains on the frozen
+            backbone's pooled features, computed once (`kerasrecipes.head_features`), instead
+            of running the backbone (and the `augment` sub-model) over every image every epoch.
+            Same model, same export; the head sees the un-augmented images. `"auto"` caches
+            unless `kerasrecipes.head_features.cache_refusal` gives a reason not to (soft
+            labels, extra callbacks, several devices, a head without global pooling, features
+            that do not fit in memory) and says it; `True` raises for those reasons except
+            callbacks, which then see the head model in that stage. Defaults to `"auto"`.
         {training_options}
 
     Returns:
@@ -98,19 +107,36 @@ def fine_tune(model, train, validation=None, head_epochs=2, epochs=6, lr=1e-3, f
     if fine_tune_optimizer is not None:
         check_optimizer_name(fine_tune_optimizer, "fine_tune_optimizer")
     check_schedule(schedule)
+    if not (cache_features == "auto" or isinstance(cache_features, bool)):
+        raise ValueError("cache_features must be 'auto', True or False. "
+                         f"Received: cache_features={cache_features!r}")
     backbone = submodel(model, "backbone")
     groups = infer_layer_groups(backbone)
     if train_bn is None:
         train_bn = trainable_batch_norm(backbone)
     steps_of_groups = unfreeze_schedule(groups, unfreeze)
-    fine_tune_lr = lr / 10 if fine_tune_lr is None else fine_tune_lr
+    fine_tune_lr = lr if fine_tune_lr is None else fine_tune_lr
     train, steps = epoch_steps(train, options.steps_per_epoch)
     runner = StageRunner(options, schedule)
     runner.prepare(model, train, validation, steps)
 
     if head_epochs:
         set_trainable_groups(model, groups, [])
-        runner.run(model, train, validation, steps, "head", head_epochs, options.optimizer, lr)
+        stage = (model, train, validation)
+        if cache_features and not runner.stage_done():  # (a finished stage is only restored)
+            # Forced caching accepts callbacks (they see the head on features in this stage).
+            refusal = cache_refusal(model, train,
+                                    options.callbacks if cache_features == "auto" else None)
+            if refusal and cache_features is True:
+                raise ValueError(f"cache_features=True, but {refusal}.")
+            if refusal and options.verbose:
+                print(f"[kerasrecipes] head stage on images, not cached features: {refusal}")
+            if not refusal:
+                stage = head_stage_data(model, train, validation, verbose=options.verbose)
+        runner.run(*stage, steps, "head", head_epochs, options.optimizer, lr, backup_model=model)
+        if stage[0] is not model and stage[0].compiled:
+            # Left compiled as after a live head stage (loss, metrics, optimizer settings).
+            model.compile_from_config(stage[0].get_compile_config())
 
     if epochs and not runner.diverged:
         multipliers = discriminative_multipliers(groups, lr_mult)

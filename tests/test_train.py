@@ -70,8 +70,9 @@ def test_history_is_one_record_of_both_stages_and_each_stage_recompiles(tmp_path
     assert [s["first_epoch"] for s in history.stages] == [0, 2]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
         assert len(history.history[key]) == 4, key
-    # The fine-tuning stage peaks at lr / 10.
-    assert history.stages[1]["learning_rate"] == pytest.approx(1e-4)
+    # The fine-tuning stage peaks at fine_tune_lr, which defaults to lr (the layer groups below
+    # the head get it divided by up to lr_mult).
+    assert history.stages[1]["learning_rate"] == pytest.approx(1e-3)
     png = history.plot(str(tmp_path / "history.png"))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -217,7 +218,8 @@ def test_fine_tune_default_is_one_cycle_per_stage_with_momentum_in_the_optimizer
     assert not [m for m in messages if "shuffle" in m or "momentum" in m], messages
     assert [type(opt._learning_rate) for opt in seen] == [OneCycle] * 4
     assert all(type(opt.momentum_schedule) is OneCycleMomentum for opt in seen)
-    assert [opt._learning_rate.max_lr for opt in seen] == pytest.approx([1e-2] + [1e-3] * 3)
+    # The fine-tuning stages peak at fine_tune_lr, which defaults to lr.
+    assert [opt._learning_rate.max_lr for opt in seen] == pytest.approx([1e-2] * 4)
     # Logged at each epoch end: the momentum of the next step, from the optimizer's counter.
     # Head: one 4-step cycle; fine-tuning: one 6-step cycle over 3 recompiled stages.
     expected = [one_cycle_momentum(step, total, pct_start=0.1)
