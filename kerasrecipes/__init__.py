@@ -44,6 +44,7 @@ from kerasrecipes.distribute import (
     set_precision,
 )
 from kerasrecipes.export import export_onnx, export_openvino, export_saved_model, export_tflite
+from kerasrecipes.interrupt import TrainingInterrupted
 from kerasrecipes.interpret import grad_cam, interpret, plot_filters, top_losses
 from kerasrecipes.curves import diagnose_history
 from kerasrecipes.monitor import TrainingMonitor
@@ -129,6 +130,7 @@ __all__ = [
     "NormalizeImage",
     "Preprocessing",
     "TrainingHistory",
+    "TrainingInterrupted",
     "array_datasets",
     "augmentation",
     "build_classifier",

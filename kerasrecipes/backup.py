@@ -11,6 +11,8 @@ import shutil
 import keras
 import numpy as np
 
+from kerasrecipes.saving import save_arrays, save_json
+
 
 class Backup:
     """Fault tolerance across stages: what finished is kept, the stage in progress resumes.
@@ -59,12 +61,14 @@ class Backup:
         return RecordedHistory(history)
 
     def finish(self, k, model, stage, history):
-        np.savez(os.path.join(self.directory, f"stage_{k}.npz"), *model.get_weights())
+        """Records finished stage `k`: its weights (`stage_K.npz`), then `progress.json`.
+
+        Both writes are atomic (`kerasrecipes.saving`): a crash or a signal part-way leaves the
+        previous files whole, and `progress.json` names a stage only once its weights are on disk.
+        """
+        save_arrays(os.path.join(self.directory, f"stage_{k}.npz"), model.get_weights())
         self.stages.append({"stage": stage, "history": history.history})
-        tmp = self.progress_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"stages": self.stages}, f)
-        os.replace(tmp, self.progress_path)
+        save_json(self.progress_path, {"stages": self.stages})
 
     def remove(self):
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -178,11 +178,117 @@ def _check_finetune_args(args):
                          f"{args.validation_split}")
     clipping_arguments(args.clipnorm, args.clipvalue, args.global_clipnorm)
     check_output_dir(_finetune_out(args), "--out")
+    backup_dir = os.path.abspath(_finetune_out(args)) + ".backup"
+    if args.resume and os.path.isdir(backup_dir):
+        _check_resumed_arguments(args, backup_dir)
 
 
 def _finetune_out(args):
     name = "demo" if args.data is None else os.path.basename(os.path.normpath(args.data))
     return args.out or os.path.join("saved_models", f"{name}_{args.backbone}")
+
+
+# ---------------------------------------------------------------------------------------------
+# --resume: the arguments of a run are kept in its backup; a resume must repeat them.
+
+ARGUMENTS_FILE = "arguments.json"
+# Not part of what a run computes (--out is the backup's own name).
+_NOT_RECORDED = {"func", "command", "resume", "verbose", "argv", "out"}
+
+
+def _run_arguments(args):
+    """The arguments that make a finetune run what it is, as JSON values (paths absolute)."""
+    recorded = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_RECORDED}
+    if recorded.get("data") is not None:
+        recorded["data"] = os.path.abspath(recorded["data"])
+    if recorded.get("weights") not in (None, "imagenet", "none"):
+        recorded["weights"] = os.path.abspath(recorded["weights"])
+    return recorded
+
+
+def _flag(key):
+    return "DIR" if key == "data" else "--" + key.replace("_", "-")
+
+
+def _shown(value):
+    return "(none: the demo data)" if value is None else (
+        json.dumps(value) if isinstance(value, bool) else str(value))
+
+
+def _check_resumed_arguments(args, backup_dir):
+    """Refuses a --resume whose arguments differ from those the backup's run was started with."""
+    path = os.path.join(backup_dir, ARGUMENTS_FILE)
+    if not os.path.isfile(path):
+        print(f"[kerasrecipes] --resume: {backup_dir} does not record the arguments of its run "
+              "(an older kerasrecipes wrote it); resuming as if they were the same")
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f)["arguments"]
+        saved = dict(saved)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"--resume: cannot read {path!r} ({error}). Delete {backup_dir!r} (or "
+                         "drop --resume) to start over.") from error
+    now = _run_arguments(args)
+    differing = [key for key in sorted(set(saved) & set(now)) if saved[key] != now[key]]
+    if differing:
+        shown = "; ".join(f"{_flag(key)} {_shown(now[key])} (the run being resumed: "
+                          f"{_shown(saved[key])})" for key in differing)
+        raise ValueError(
+            f"--resume: the run in {backup_dir!r} was started with other arguments: {shown}. "
+            "Resume it with the arguments it was started with, or drop --resume to start over "
+            "(that removes the backup).")
+
+
+def _record_arguments(args, backup_dir):
+    from kerasrecipes.saving import save_json
+
+    save_json(os.path.join(backup_dir, ARGUMENTS_FILE),
+              {"arguments": _run_arguments(args), "command": _resume_command(args)})
+
+
+def _resume_command(args):
+    import shlex
+
+    argv = list(getattr(args, "argv", None) or sys.argv[1:])
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join(["kerasrecipes", *argv])
+
+
+def _has_progress(backup_dir):
+    """Whether a backup holds a finished stage or epoch."""
+    try:
+        names = os.listdir(backup_dir)
+    except OSError:
+        return False
+    return "progress.json" in names or any(
+        name.endswith("_epochs.jsonl") and os.path.getsize(os.path.join(backup_dir, name))
+        for name in names)
+
+
+def _interrupted_message(args, stop, backup_dir):
+    """What the user reads after SIGINT/SIGTERM stopped a finetune run."""
+    from kerasrecipes.interrupt import TrainingInterrupted, describe_best
+
+    if isinstance(stop, TrainingInterrupted):
+        lines = [f"kerasrecipes finetune: stopped by {stop.signal_name} {stop.where()}."]
+    else:
+        lines = ["kerasrecipes finetune: interrupted."]
+    if not _has_progress(backup_dir):
+        lines.append("  No epoch had finished: there is nothing to resume (run the command "
+                     "again to start over).")
+        return "\n".join(lines)
+    lines.append(f"  The backup {backup_dir} keeps the finished stages and the last finished "
+                 "epoch.")
+    best = getattr(stop, "best", None)
+    if best is not None and getattr(stop, "best_model", None):
+        lines.append(f"  The best weights so far ({describe_best(best)}) are in "
+                     f"{stop.best_model}")
+        lines.append(f"  (`kerasrecipes export {stop.best_model} --out DIR` exports them).")
+    lines.append("  To continue where it stopped (the interrupted epoch runs again):")
+    lines.append(f"    {_resume_command(args)}")
+    return "\n".join(lines)
 
 
 def _finetune(args):
@@ -214,14 +320,22 @@ def _finetune(args):
         print(f"[kerasrecipes] removing the backup of an unfinished run ({backup_dir}); "
               "pass --resume to continue it instead")
         shutil.rmtree(backup_dir)
+    if not os.path.isdir(backup_dir):  # A new run: its arguments, for a later --resume.
+        _record_arguments(args, backup_dir)
     start = time.time()
-    history = kr.fine_tune(
-        model, train, data.validation, head_epochs=args.head_epochs, epochs=args.epochs,
-        lr=args.lr, lr_mult=args.lr_mult, unfreeze=unfreeze, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, early_stopping=args.patience,
-        label_smoothing=args.label_smoothing, backup_dir=backup_dir, schedule=args.schedule,
-        clipnorm=args.clipnorm, clipvalue=args.clipvalue, global_clipnorm=args.global_clipnorm,
-    )
+    try:
+        # The backup stays until the export below has succeeded: trained weights are never lost.
+        history = kr.fine_tune(
+            model, train, data.validation, head_epochs=args.head_epochs, epochs=args.epochs,
+            lr=args.lr, lr_mult=args.lr_mult, unfreeze=unfreeze, optimizer=args.optimizer,
+            weight_decay=args.weight_decay, early_stopping=args.patience,
+            label_smoothing=args.label_smoothing, backup_dir=backup_dir, schedule=args.schedule,
+            clipnorm=args.clipnorm, clipvalue=args.clipvalue,
+            global_clipnorm=args.global_clipnorm, keep_backup=True,
+        )
+    except KeyboardInterrupt as stop:  # SIGINT/SIGTERM: TrainingInterrupted, after a batch
+        print(_interrupted_message(args, stop, backup_dir), file=sys.stderr)
+        return getattr(stop, "exit_status", 130)
     seconds = time.time() - start
     for i, stage in enumerate(history.stages):
         acc = history.stage_metric(i, "val_accuracy")
@@ -259,10 +373,12 @@ def _finetune(args):
         code = getattr(error, "errno", None) or (
             errno.ENOSPC if "No space left" in str(reason) else errno.EIO)
         raise OSError(code, f"Training finished, but writing {out!r} failed: {reason}. The "
-                      f"previous content of {out!r} is intact; free some space (or pick another "
-                      "--out) and run again.") from error
+                      f"previous content of {out!r} is intact, and the trained weights are kept "
+                      f"in {backup_dir!r}: free some space and run the same command with "
+                      "--resume to write them without training again.") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(backup_dir, ignore_errors=True)  # The export is in place: the run is done.
     for pattern, message in history.diagnose():
         if pattern != "healthy":
             print(f"[kerasrecipes] curves: {pattern}: {message}")
@@ -271,6 +387,19 @@ def _finetune(args):
               f" after {seconds:.0f} s of training")
     print(f"[kerasrecipes] wrote {out} (SavedModel, model.keras, metrics.json, history.png, "
           "report.md)")
+    stopped = [stage for stage in history.stages if stage.get("stopped")]
+    if stopped:  # A NaN/inf loss: the export has the best weights from before it.
+        from kerasrecipes.interrupt import describe_best
+
+        stage = stopped[0]
+        restored = stage.get("restored")
+        kept = (f"the best weights so far ({describe_best(restored)})" if restored else
+                "the weights from before the divergence")
+        print(f"kerasrecipes finetune: training stopped early in stage {stage['name']!r}: the "
+              f"{stage['stopped']}. {out} has {kept}; the later stages were skipped. The "
+              "learning rate is probably too high: try a 3-10x lower --lr (`kerasrecipes "
+              "lr-find` suggests one).", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -507,8 +636,10 @@ def build_parser():
                     help="fraction held out when DIR has no validation folder (default 0.1)")
     ft.add_argument("--seed", type=int, default=42)
     ft.add_argument("--resume", action="store_true",
-                    help="continue an interrupted run with the same --out (at most one epoch "
-                    "lost; the backup lives in OUT.backup until the run completes)")
+                    help="continue an interrupted run (Ctrl-C, SIGTERM, a crash, a failed "
+                    "export) with the same arguments: at most one epoch is lost; the backup "
+                    "lives in OUT.backup until the export is written. Other arguments than the "
+                    "run's are refused, named")
     ft.add_argument("--precision", default="float32", type=_choice(PRECISIONS, "precision"),
                     help="mixed precision for GPUs/TPUs (outputs stay float32): "
                     f"{', '.join(PRECISIONS)}")
@@ -618,8 +749,12 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
     except SystemExit as exit:  # A bad flag (status 2, message printed) or --help (0).
         return exit.code
+    args.argv = argv  # For the --resume command line that an interrupted finetune prints.
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"kerasrecipes {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"kerasrecipes {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ augmentation of the student they match its inputs less well.
 import keras
 from keras import ops
 
-from kerasrecipes.batches import epoch_steps, first_batch
+from kerasrecipes.batches import as_batches, epoch_steps, first_batch
 from kerasrecipes.layers import adapt_normalization
 from kerasrecipes.optimizers import get_optimizer
 from kerasrecipes.regularize import Accuracy, CrossEntropy
@@ -146,7 +146,7 @@ def _carries_teacher(dataset):
 
 def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5, epochs=5,
             lr=1e-3, optimizer="adamw", weight_decay=None, schedule="warmup_cosine",
-            callbacks=None, verbose=1):
+            callbacks=None, verbose=1, batch_size=None):
     """Trains `student` (in place) by knowledge distillation from `teacher`.
 
     Every student layer trains (freeze parts yourself before calling if you want). A teacher
@@ -160,7 +160,8 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
             `None` when `train` and `validation` yield `(images, (labels, teacher_probs))`.
         student: keras.Model, probability outputs over the same classes.
         train: dataset of `(images, int or soft labels)` batches, or of
-            `(images, (labels, teacher_probs))` batches with `teacher=None`.
+            `(images, (labels, teacher_probs))` batches with `teacher=None`; or `(x, y)` arrays
+            (as `keras.Model.fit` takes them; see `batch_size`).
         validation: optional dataset like `train`. Defaults to `None`.
         temperature: float > 0. Defaults to `4.0`.
         alpha: float in [0, 1]. Weight of the distillation term (1 = teacher only).
@@ -172,6 +173,8 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
         schedule: as in `kr.fit`. Defaults to `"warmup_cosine"`.
         callbacks: optional list of Keras callbacks. Defaults to `None`.
         verbose: int. Defaults to `1`.
+        batch_size: optional int. Batch size when `train` / `validation` are arrays. Defaults to
+            `None` (32).
 
     Returns:
         The Keras `History` (`loss`, `accuracy`, `val_loss`, `val_accuracy`; `val_loss` is the
@@ -188,6 +191,8 @@ def distill(teacher, student, train, validation=None, temperature=4.0, alpha=0.5
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
+    train = as_batches(train, batch_size, "train", shuffle=True)
+    validation = as_batches(validation, batch_size, "validation", allow_none=True)
     for what, dataset in (("train", train), ("validation", validation)):
         if dataset is None:
             continue

@@ -20,7 +20,7 @@ import warnings
 import keras
 import numpy as np
 
-from kerasrecipes.batches import num_batches
+from kerasrecipes.batches import as_batches, num_batches
 from kerasrecipes.layers import adapt_normalization
 from kerasrecipes.plotting import pyplot
 from kerasrecipes.tasks import default_loss, task_of
@@ -260,7 +260,8 @@ def _batches(dataset):
 
 
 def find_lr(model, train, min_lr=1e-7, max_lr=10.0, num_steps=100, mode="exp",
-            smoothing=0.98, diverge_threshold=4.0, optimizer="adamw", loss=None, verbose=1):
+            smoothing=0.98, diverge_threshold=4.0, optimizer="adamw", loss=None, verbose=1,
+            batch_size=None):
     """Runs the LR range test on `model` and restores it bit-identically afterwards.
 
     Uses the model's compiled optimizer, so per-group `lr_multipliers` of a fine-tuning stage
@@ -269,7 +270,8 @@ def find_lr(model, train, min_lr=1e-7, max_lr=10.0, num_steps=100, mode="exp",
 
     Args:
         model: keras.Model.
-        train: `tf.data.Dataset` or `keras.utils.PyDataset` of `(images, labels)` batches.
+        train: `tf.data.Dataset` or `keras.utils.PyDataset` of `(images, labels)` batches, or
+            `(x, y)` arrays (as `keras.Model.fit` takes them; see `batch_size`).
         min_lr: float. First learning rate. Defaults to `1e-7`.
         max_lr: float. Last learning rate. Defaults to `10`.
         num_steps: int. Steps of the ramp. Defaults to `100`.
@@ -281,6 +283,8 @@ def find_lr(model, train, min_lr=1e-7, max_lr=10.0, num_steps=100, mode="exp",
             `"adamw"`.
         loss: optional loss for an uncompiled model. Defaults to `default_loss` of its task.
         verbose: int. 1 prints progress every 10 steps and the suggestions. Defaults to `1`.
+        batch_size: optional int. Batch size when `train` is `(x, y)` arrays. Defaults to `None`
+            (32).
 
     Returns:
         `LRFinderResult`.
@@ -307,6 +311,7 @@ def find_lr(model, train, min_lr=1e-7, max_lr=10.0, num_steps=100, mode="exp",
         raise ValueError(
             f"diverge_threshold must be > 1. Received: diverge_threshold={diverge_threshold!r}"
         )
+    train = as_batches(train, batch_size, "train", shuffle=True)
     start = time.time()
     length = num_batches(train)
     if length is not None and 0 < length < num_steps:

@@ -22,6 +22,7 @@ import re
 
 import keras
 
+from kerasrecipes.batches import as_batches
 from kerasrecipes.optimizers import check_optimizer_name, clipping_arguments
 from kerasrecipes.validate import check_int, check_number, close_matches
 
@@ -61,6 +62,12 @@ class TrainingOptions:
             (the classic recipe uses 5). Defaults to `None`.
         global_clipnorm: optional float > 0. Scale all gradients together so that their global
             norm is at most this. At most one of the three. Defaults to `None`.
+        keep_backup: bool. Keep `backup_dir` when the run completes (the caller removes it once
+            the trained model is safely saved: running the same call again meanwhile restores
+            the finished run instead of training). Defaults to `False`.
+        batch_size: optional int >= 1. When `train` / `validation` are `(x, y)` arrays (as
+            `keras.Model.fit` takes them), the size of their batches: 32 by default. Datasets
+            come in batches already: with one, `batch_size` is an error. Defaults to `None`.
 
     Example:
     >>> TrainingOptions(optimizer="sgd", label_smoothing=0.1).clipping  # {}
@@ -81,6 +88,8 @@ class TrainingOptions:
     clipnorm: float = None
     clipvalue: float = None
     global_clipnorm: float = None
+    keep_backup: bool = False
+    batch_size: int = None
 
     def __post_init__(self):
         check_optimizer_name(self.optimizer)
@@ -103,6 +112,10 @@ class TrainingOptions:
             raise ValueError(f"backup_dir must be a folder path or None. "
                              f"Received: backup_dir={self.backup_dir!r}")
         clipping_arguments(self.clipnorm, self.clipvalue, self.global_clipnorm)
+        if not isinstance(self.keep_backup, bool):
+            raise ValueError(f"keep_backup must be True or False. "
+                             f"Received: keep_backup={self.keep_backup!r}")
+        check_int("batch_size", self.batch_size, low=1, allow_none=True)
 
     @property
     def clipping(self):
@@ -173,8 +186,10 @@ def training_recipe(**defaults):
     """Gives a training recipe every `TrainingOptions` field as a keyword-only argument.
 
     The recipe is written as `def fit(model, train, validation=None, epochs=10, ..., *,
-    options)` and receives a checked `TrainingOptions`; its callers see (and `help()` shows) one
-    flat signature: the recipe's own arguments, then the shared options. An unknown keyword is
+    options)` and receives a checked `TrainingOptions`, and its `train` and `validation` as
+    `kerasrecipes.batches.as_batches` takes them (`(x, y)` arrays become batches of
+    `options.batch_size`); its callers see (and `help()` shows) one flat signature: the
+    recipe's own arguments, then the shared options. An unknown keyword is
     a `TypeError` that names the closest valid ones.
 
     Args:
@@ -204,6 +219,12 @@ def training_recipe(**defaults):
             bound.apply_defaults()
             arguments = dict(bound.arguments)
             options = TrainingOptions(**{name: arguments.pop(name) for name in OPTION_NAMES})
+            # The data the way keras.Model.fit takes it: datasets, or (x, y) arrays + batch_size.
+            arguments["train"] = as_batches(arguments["train"], options.batch_size, "train",
+                                            shuffle=True)
+            if "validation" in arguments:
+                arguments["validation"] = as_batches(arguments["validation"], options.batch_size,
+                                                     "validation", allow_none=True)
             return fn(**arguments, options=options)
 
         recipe.__signature__ = full

@@ -2,7 +2,8 @@
 
 - `save_model` writes a `.keras` file to a temporary file in the same folder, flushes it to disk
   (`fsync`) and renames it over the target (`os.replace`, atomic on POSIX and Windows): a save
-  interrupted half-way (a crash, Ctrl-C, a full disk) never replaces a good file.
+  interrupted half-way (a crash, Ctrl-C, a full disk) never replaces a good file. `save_weights`
+  (`.weights.h5`), `save_arrays` (`.npz`) and `save_json` do the same through `write_atomically`.
 - `load_model` loads a `.keras` file (or a legacy Keras `.h5`) with kerasrecipes' custom objects
   registered, and turns what goes wrong — a truncated file, a file from another program, a model
   saved by a newer Keras — into one `ValueError` naming the file and saying what to do.
@@ -49,6 +50,46 @@ def _explain_write_error(error, path):
                                 "Any previous file there is intact.")
 
 
+def write_atomically(path, write, suffix=""):
+    """Writes `path` through `write(tmp)`, atomically: a failed write leaves the old file intact.
+
+    `write` gets a temporary path in the same folder (ending in `suffix`, for writers that check
+    the extension); once it returns, the file is flushed to disk (`fsync`) and renamed over
+    `path` (`os.replace`, atomic on POSIX and Windows). On any error (a full disk, Ctrl-C) the
+    temporary file is removed and `path` is as it was.
+
+    Args:
+        path: str or path-like. The file to write. Its folder is created if needed.
+        write: callable `tmp_path -> None` that writes the whole file.
+        suffix: str. How the temporary file's name ends. Defaults to `""`.
+
+    Returns:
+        The absolute path written, as str.
+    """
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}",
+                                   dir=folder)
+        os.close(fd)
+    except OSError as error:
+        raise _explain_write_error(error, path) from error
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        _remove_quietly(tmp)
+        raise _explain_write_error(error, path) from error
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    _fsync_dir(folder)
+    return path
+
+
 def save_model(model, path):
     """Saves `model` as a `.keras` file atomically: a failed save leaves the old file intact.
 
@@ -71,27 +112,49 @@ def save_model(model, path):
     if not path.endswith(".keras"):
         raise ValueError(
             f"path must end in '.keras' (the Keras v3 format). Received: path={path!r}")
-    folder = os.path.dirname(path)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.keras",
-                                   dir=folder)
-        os.close(fd)
-    except OSError as error:
-        raise _explain_write_error(error, path) from error
-    try:
-        model.save(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        _remove_quietly(tmp)
-        raise _explain_write_error(error, path) from error
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    _fsync_dir(folder)
-    return path
+    return write_atomically(path, model.save, suffix=".keras")
+
+
+def save_weights(model, path):
+    """Saves `model`'s weights as a `.weights.h5` file atomically (see `write_atomically`).
+
+    Args:
+        model: keras.Model.
+        path: str or path-like ending in `.weights.h5`.
+
+    Returns:
+        The path written, as str.
+    """
+    path = os.fspath(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"path must end in '.weights.h5' (Keras' weights format). "
+                         f"Received: path={path!r}")
+    return write_atomically(path, model.save_weights, suffix=".weights.h5")
+
+
+def save_arrays(path, arrays):
+    """Saves a list of numpy arrays as an `.npz` file (`arr_0`, `arr_1`, …) atomically.
+
+    Args:
+        path: str or path-like ending in `.npz`.
+        arrays: list of arrays, e.g. `model.get_weights()`.
+
+    Returns:
+        The path written, as str.
+    """
+    import numpy as np
+
+    return write_atomically(path, lambda tmp: np.savez(tmp, *arrays), suffix=".npz")
+
+
+def save_json(path, obj):
+    """Writes `obj` as a JSON file atomically. Returns the path written, as str."""
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+
+    return write_atomically(path, write, suffix=".json")
 
 
 def _remove_quietly(path):

@@ -23,6 +23,7 @@ import time
 
 import keras
 
+from kerasrecipes.batches import as_batches
 from kerasrecipes.plotting import pyplot
 
 KINDS = ("log", "float", "int", "categorical")
@@ -392,7 +393,7 @@ def _fmt(value):
 def search(build_fn, train, validation, space=None, trials=(8, 4), epochs=(1, 3),
            metric="val_accuracy", direction=None, storage="kerasrecipes_search.db",
            study_name="search", seed=0, sampler="random", train_fn=None, steps_per_epoch=None,
-           prune=True, verbose=1):
+           prune=True, verbose=1, batch_size=None):
     """Random search in stages, coarse → fine, resumable from a SQLite file.
 
     Stage 0 samples `trials[0]` points of `space` and trains each for `epochs[0]` epochs;
@@ -406,8 +407,9 @@ def search(build_fn, train, validation, space=None, trials=(8, 4), epochs=(1, 3)
 
     Args:
         build_fn: callable `params -> keras.Model` (e.g. reads `params["dropout"]`).
-        train: training dataset of `(images, labels)` batches.
-        validation: validation dataset.
+        train: training dataset of `(images, labels)` batches, or `(x, y)` arrays (as
+            `keras.Model.fit` takes them; see `batch_size`).
+        validation: validation dataset (or arrays).
         space: dict of name → `("log", low, high)`, `("float", low, high)`, `("int", low, high)`
             or `("categorical", [choices])`. Defaults to `DEFAULT_SPACE` (lr and weight decay
             log-uniform, dropout uniform).
@@ -427,6 +429,8 @@ def search(build_fn, train, validation, space=None, trials=(8, 4), epochs=(1, 3)
         steps_per_epoch: optional int. Cap the steps of an epoch (shorter trials).
         prune: bool. Prune hopeless and below-median trials. Defaults to `True`.
         verbose: int. Print one line per trial. Defaults to `1`.
+        batch_size: optional int. Batch size when `train` / `validation` are arrays. Defaults to
+            `None` (32).
 
     Returns:
         `SearchResult`.
@@ -439,6 +443,9 @@ def search(build_fn, train, validation, space=None, trials=(8, 4), epochs=(1, 3)
     """
     optuna = _optuna()
     space = check_space(DEFAULT_SPACE if space is None else space)
+    # A custom train_fn reads the data itself (it may take none: train=None).
+    train = as_batches(train, batch_size, "train", shuffle=True, allow_none=train_fn is not None)
+    validation = as_batches(validation, batch_size, "validation", allow_none=True)
     trials = tuple(trials) if isinstance(trials, (tuple, list)) else (trials,)
     epochs = tuple(epochs) if isinstance(epochs, (tuple, list)) else (epochs,)
     if not trials or any(not isinstance(n, int) or n < 1 for n in trials):

@@ -21,6 +21,13 @@ from kerasrecipes.batches import INFINITE, first_batch, num_batches
 from kerasrecipes.distribute import prepare_processes
 from kerasrecipes.freezing import group_lr_multipliers
 from kerasrecipes.history import TrainingHistory
+from kerasrecipes.interrupt import (
+    BestWeights,
+    SignalStop,
+    StopOnSignal,
+    TrainingInterrupted,
+    describe_best,
+)
 from kerasrecipes.layers import adapt_normalization
 from kerasrecipes.optimizers import get_optimizer, has_momentum
 from kerasrecipes.regularize import Accuracy, CrossEntropy
@@ -39,6 +46,8 @@ class StageRunner:
         record: `TrainingHistory` of the stages run so far.
         backup: `Backup` or None (`options.backup_dir`).
         diverged: None, or the message of the NaN/inf loss that stopped a stage.
+        best: `BestWeights` of the run (set by `prepare`): a stage that diverges, or one stopped
+            by SIGINT/SIGTERM (`TrainingInterrupted`), ends with the best weights so far.
     """
 
     def __init__(self, options, schedule):
@@ -47,11 +56,13 @@ class StageRunner:
         self.record = TrainingHistory()
         self.backup = Backup(options.backup_dir) if options.backup_dir is not None else None
         self.diverged = None
+        self.best = None
         self.stage_index = 0
         self._soft_labels = {}
 
     def prepare(self, model, train, validation, steps):
         """Checks the data against the model, adapts normalisation, prepares multi-host runs."""
+        self.best = BestWeights(model, self.backup.directory if self.backup else None)
         check_batch(model, train, "train")
         self._soft_labels[id(train)] = has_soft_labels(model, train)
         if validation is not None:
@@ -143,6 +154,10 @@ class StageRunner:
         k, self.stage_index = self.stage_index, self.stage_index + 1
         if self.backup and self.backup.done(k):
             self.backup.restore(k, backup_model or model, self.record)
+            self.diverged = self.diverged or self.record.stages[-1].get("stopped")
+            if backup_model in (None, model):  # compiled as if the stage had run (evaluate)
+                self.compile(model, train, optimizer, lr, schedule_steps or epochs * steps,
+                             multipliers, step_offset)
             return
         self.compile(model, train, optimizer, lr, schedule_steps or epochs * steps, multipliers,
                      step_offset)
@@ -152,10 +167,16 @@ class StageRunner:
         callbacks = list(options.callbacks or []) + [_LearningRateLogger(), stop_on_nan]
         if self.backup:
             callbacks += self.backup.callbacks(k)
+        monitor = options.monitor or ("val_loss" if validation is not None else "loss")
+        if self.best is None:  # (run without prepare)
+            self.best = BestWeights(backup_model or model,
+                                    self.backup.directory if self.backup else None)
+        self.best.watch(monitor, name)
+        callbacks.append(self.best)
         if early_stopping is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
-                    monitor=options.monitor or ("val_loss" if validation is not None else "loss"),
+                    monitor=monitor,
                     patience=early_stopping,
                     restore_best_weights=True,
                     verbose=options.verbose,
@@ -166,41 +187,66 @@ class StageRunner:
             print(f"[kerasrecipes] stage {name!r}: {epochs} epoch(s), trainable: {groups}, "
                   f"peak lr {lr:g}")
         first = self.record.epochs
-        history = model.fit(
-            train,
-            validation_data=validation,
-            epochs=first + epochs,
-            initial_epoch=first,
-            steps_per_epoch=steps if num_batches(train) == INFINITE else None,
-            # Keras shuffles only a PyDataset's batch order; for anything else (tf.data, a
-            # torch DataLoader) it ignores shuffle=True with a warning.
-            shuffle=isinstance(train, keras.utils.PyDataset),
-            callbacks=callbacks,
-            verbose=options.verbose,
-        )
+        # SIGINT/SIGTERM stop after the current batch (StopOnSignal: last, after the backup).
+        signals = SignalStop()
+        callbacks.append(StopOnSignal(signals, name))
+        try:
+            with signals:
+                history = model.fit(
+                    train,
+                    validation_data=validation,
+                    epochs=first + epochs,
+                    initial_epoch=first,
+                    steps_per_epoch=steps if num_batches(train) == INFINITE else None,
+                    # Keras shuffles only a PyDataset's batch order; for anything else (tf.data,
+                    # a torch DataLoader) it ignores shuffle=True with a warning.
+                    shuffle=isinstance(train, keras.utils.PyDataset),
+                    callbacks=callbacks,
+                    verbose=options.verbose,
+                )
+        except TrainingInterrupted as stop:
+            raise self._interrupted(stop) from None
         stage = {"name": name, "trainable_groups": list(trainable_groups), "learning_rate": lr}
         if stop_on_nan.diverged:
             self.diverged = stop_on_nan.diverged
             stage["stopped"] = stop_on_nan.diverged
+            # The best epoch of the run so far, else the weights from the diverging epoch's start.
+            kept = "the weights from before the divergence"
+            if self.best.restore():
+                stage["restored"] = dict(self.best.best)
+                kept = f"the best weights so far ({describe_best(self.best.best)})"
             warnings.warn(
                 f"Training stopped in stage {name!r}: the {stop_on_nan.diverged}. The learning "
                 f"rate (peak {lr:g}) is probably too high — try a 3-10x lower one or "
-                "kr.find_lr. The weights from before the divergence were kept; later stages "
-                "are skipped.",
+                f"kr.find_lr. The model has {kept}; later stages are skipped.",
                 stacklevel=4,
             )
         if self.backup:
             history = self.backup.epochs(k)
             self.backup.finish(k, backup_model or model, stage, history)
         self.record.append_stage(stage, history)
+        if signals.received:  # came after the last batch: the stage is complete and recorded
+            raise self._interrupted(TrainingInterrupted(signals.received))
+
+    def _interrupted(self, stop):
+        """Completes a `TrainingInterrupted`: the best weights so far, in the model and on disk."""
+        if not stop.immediate and self.best is not None and self.best.restore():
+            stop.best = dict(self.best.best)
+            stop.best_model = self.best.keep()
+        if self.backup:
+            stop.backup_dir = self.backup.directory
+        return stop
 
     def stage_done(self):
         """Whether the backup already holds the next stage (it will be restored, not run)."""
         return bool(self.backup and self.backup.done(self.stage_index))
 
     def finish(self):
-        """Ends the run: removes the backup (it is complete). Returns the record."""
-        if self.backup:
+        """Ends the run: removes the backup (it is complete) unless `options.keep_backup`.
+
+        Returns the record.
+        """
+        if self.backup and not self.options.keep_backup:
             self.backup.remove()
         return self.record
 

@@ -16,7 +16,7 @@ Reference: Howard & Ruder, "Universal Language Model Fine-tuning for Text Classi
 Yosinski et al., "How transferable are features in deep neural networks?" (2014).
 """
 
-from kerasrecipes.batches import epoch_steps
+from kerasrecipes.batches import as_batches, epoch_steps
 # Also re-exported (the kerasrecipes.train.X paths of earlier versions): group_lr_multipliers,
 # discriminative_multipliers, set_trainable_groups, TrainingHistory, plot_history, make_schedule,
 # SCHEDULES.
@@ -251,7 +251,7 @@ def fit_one_cycle(model, train, validation=None, epochs=5, lr=None, *, pct_start
 
 def find_stage_lr(model, train, stage="head", lr_mult=10.0, train_bn=None, optimizer="adamw",
                   weight_decay=None, loss=None, min_lr=1e-7, max_lr=10.0, num_steps=100,
-                  clipnorm=None, clipvalue=None, global_clipnorm=None, verbose=1):
+                  clipnorm=None, clipvalue=None, global_clipnorm=None, verbose=1, batch_size=None):
     """The learning-rate range test of one `fine_tune` stage, set up as `fine_tune` sets it up.
 
     `stage="head"` freezes the backbone (the head stage); `"all"` unfreezes every layer group
@@ -262,7 +262,8 @@ def find_stage_lr(model, train, stage="head", lr_mult=10.0, train_bn=None, optim
 
     Args:
         model: a model from `kr.build_classifier`.
-        train: dataset of `(uint8 images, labels)` batches.
+        train: dataset of `(uint8 images, labels)` batches, or `(x, y)` arrays with
+            `batch_size` (as `keras.Model.fit` takes them).
         stage: `"head"` or `"all"`. Defaults to `"head"`.
         lr_mult: float >= 1. As in `fine_tune` (for `stage="all"`). Defaults to `10`.
         train_bn: optional bool. As in `fine_tune` (for `stage="all"`). Defaults to `None`.
@@ -271,6 +272,7 @@ def find_stage_lr(model, train, stage="head", lr_mult=10.0, train_bn=None, optim
         min_lr: float > 0. First learning rate of the ramp. Defaults to `1e-7`.
         max_lr: float > `min_lr`. Last learning rate of the ramp. Defaults to `10`.
         num_steps: int >= 2. Steps of the ramp. Defaults to `100`.
+        batch_size: optional int. Batch size when `train` is arrays. Defaults to `None` (32).
 
     Returns:
         `LRFinderResult` (`.suggestion()`, `.plot(path)`).
@@ -281,7 +283,9 @@ def find_stage_lr(model, train, stage="head", lr_mult=10.0, train_bn=None, optim
     """
     options = TrainingOptions(optimizer=optimizer, weight_decay=weight_decay, loss=loss,
                               clipnorm=clipnorm, clipvalue=clipvalue,
-                              global_clipnorm=global_clipnorm, verbose=verbose)
+                              global_clipnorm=global_clipnorm, verbose=verbose,
+                              batch_size=batch_size)
+    train = as_batches(train, batch_size, "train", shuffle=True)
     check_choice("stage", stage, STAGES)
     check_number("lr_mult", lr_mult, low=1)
     check_train_bn(train_bn)

@@ -318,7 +318,17 @@ def test_full_disk_after_training_keeps_the_previous_export(photo_folder, tiny_b
     assert "Training finished, but writing" in err and "No space left on device" in err
     assert "is intact" in err
     assert _snapshot(out) == before
-    assert os.listdir(out.parent) == ["photos"]  # No staging folder or temporary file left.
+    # No staging folder or temporary file left; the trained weights are kept in the backup.
+    assert sorted(os.listdir(out.parent)) == ["photos", "photos.backup"]
+    assert "the trained weights are kept in" in err and "--resume" in err
+
+    # Space again: --resume writes the export from the backup, without training again.
+    monkeypatch.undo()
+    assert _tiny_finetune(photo_folder, out, "--seed", "7", "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "1 stage(s) already done" in printed and "Epoch 1/" not in printed
+    assert _snapshot(out) != before and (out / "model.keras").exists()
+    assert os.listdir(out.parent) == ["photos"]  # the backup goes once the export is in
 
 
 def test_full_disk_on_a_real_small_tmpfs(photo_folder, tiny_backbone, tmp_path, capsys):
@@ -343,7 +353,7 @@ def test_full_disk_on_a_real_small_tmpfs(photo_folder, tiny_backbone, tmp_path, 
         assert _tiny_finetune(photo_folder, out, "--seed", "7") == 1
         assert "No space left on device" in capsys.readouterr().err
         assert _snapshot(out) == before
-        assert sorted(os.listdir(mount)) == ["filler", "out"]
+        assert sorted(os.listdir(mount)) == ["filler", "out", "out.backup"]
     finally:
         _umount(mount)
 
@@ -397,3 +407,95 @@ def test_finetune_starts_quietly(photo_folder, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("[kerasrecipes] data report for")
     assert _native_lines(run.stderr) == [], run.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reliability, long runs: an interrupted run, --resume with other arguments, a NaN loss, the
+# backup kept until the export is written.
+
+
+def _with_callbacks(monkeypatch, *callbacks):
+    """Makes the CLI's fine_tune run with extra callbacks (what a test does to the run)."""
+    import kerasrecipes
+
+    real = kerasrecipes.fine_tune
+
+    def fine_tune(*args, **kwargs):
+        return real(*args, callbacks=list(callbacks), **kwargs)
+
+    monkeypatch.setattr(kerasrecipes, "fine_tune", fine_tune)
+
+
+def test_resume_with_other_arguments_is_refused_naming_them(photo_folder, tiny_backbone,
+                                                            tmp_path, capsys, monkeypatch):
+    import kerasrecipes
+    from kerasrecipes.interrupt import TrainingInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise TrainingInterrupted("SIGINT", "head", 1, 2)
+
+    monkeypatch.setattr(kerasrecipes, "fine_tune", interrupted)
+    out = tmp_path / "out"
+    assert _tiny_finetune(photo_folder, out, "--lr", "0.001") == 130
+    err = capsys.readouterr().err
+    assert "stopped by SIGINT in stage 'head', epoch 1, after batch 2" in err
+    arguments = json.loads((tmp_path / "out.backup" / "arguments.json").read_text())
+    assert arguments["arguments"]["lr"] == 0.001
+    assert arguments["arguments"]["data"] == os.path.abspath(photo_folder)
+    assert arguments["command"].endswith("--lr 0.001 --resume")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data was scanned before the arguments were compared")
+
+    monkeypatch.setattr(kerasrecipes, "image_folder_datasets", refuse)
+    assert _tiny_finetune(photo_folder, out, "--lr", "0.01", "--batch-size", "4",
+                          "--resume") == 2
+    err = capsys.readouterr().err
+    assert (f"--resume: the run in '{tmp_path / 'out.backup'}' was started with other "
+            "arguments: --batch-size 4 (the run being resumed: 8); --lr 0.01 (the run being "
+            "resumed: 0.001). Resume it with the arguments it was started with, or drop "
+            "--resume") in err
+    assert (tmp_path / "out.backup" / "arguments.json").exists()  # untouched
+
+
+def test_a_nan_loss_through_the_cli_exports_the_best_weights(photo_folder, tiny_backbone,
+                                                             tmp_path, capsys, monkeypatch):
+    import keras
+    import numpy as np
+
+    import kerasrecipes as kr
+
+    class PoisonAtEpoch3(keras.callbacks.Callback):
+        """NaN weights after the first batch of epoch 3 (the 2nd fine-tuning epoch)."""
+
+        logs, weights = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (self.epoch, batch) == (2, 0):
+                self.model.set_weights([np.full_like(w, np.nan) for w in
+                                        self.model.get_weights()])
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.logs.append(logs["val_loss"])
+            self.weights.append(self.model.get_weights())
+
+    _with_callbacks(monkeypatch, PoisonAtEpoch3())
+    out = tmp_path / "out"
+    keras.utils.set_random_seed(0)
+    with pytest.warns(UserWarning, match="loss became nan"):
+        code = _tiny_finetune(photo_folder, out, "--epochs", "3", "--patience", "5")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert ("kerasrecipes finetune: training stopped early in stage 'fine_tune': the loss became "
+            "nan at epoch 3, batch 2") in err
+    assert f"{out} has the best weights so far (epoch " in err and "try a 3-10x lower --lr" in err
+    # The export has the weights of the best epoch before the divergence.
+    best = int(np.argmin(PoisonAtEpoch3.logs[:2]))
+    exported = kr.load_model(out / "model.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(exported, PoisonAtEpoch3.weights[best]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stages"][-1]["restored"]["epoch"] == best + 1
+    assert not (tmp_path / "out.backup").exists()  # the run is over, and its export written

@@ -8,6 +8,7 @@ import time
 import keras
 import numpy as np
 
+from kerasrecipes.batches import as_batches
 from kerasrecipes.diagnostics.checks import (
     check_history,
     check_initial_loss,
@@ -51,15 +52,16 @@ class DoctorReport:
 
 def doctor(model, train, validation=None, out_dir="doctor_report", class_names=None,
            loss=None, overfit_batches=5, overfit_steps=150, overfit_lr=1e-3, lr_finder=True,
-           lr_finder_steps=60, history=None, verbose=1):
+           lr_finder_steps=60, history=None, verbose=1, batch_size=None):
     """Runs every sanity check (plus a short LR range test) and writes a Markdown report.
 
     Args:
         model: keras.Model, e.g. from `kr.build_classifier`. Not modified (the overfitting test
             and the LR range test train copies, or restore the weights).
-        train: dataset of `(uint8 images, labels)` batches.
-        validation: optional dataset; its first batches are checked for range and labels too.
-            Defaults to `None`.
+        train: dataset of `(uint8 images, labels)` batches, or `(x, y)` arrays (as
+            `keras.Model.fit` takes them; see `batch_size`).
+        validation: optional dataset (or arrays) like `train`; its first batches are checked for
+            range and labels too. Defaults to `None`.
         out_dir: str. Folder for `report.md` and the PNG figures. Defaults to `"doctor_report"`.
         class_names: optional list of str. The dataset's classes, checked against the outputs.
         loss: optional loss. Defaults to the compiled loss, else the default for the task.
@@ -72,6 +74,8 @@ def doctor(model, train, validation=None, out_dir="doctor_report", class_names=N
             model: its curves are checked for the babysitting patterns (`check_history`) and
             plotted into the report. Defaults to `None`.
         verbose: int. Print each verdict as it comes. Defaults to `1`.
+        batch_size: optional int. Batch size when `train` / `validation` are arrays. Defaults to
+            `None` (32).
 
     Returns:
         `DoctorReport`.
@@ -82,6 +86,8 @@ def doctor(model, train, validation=None, out_dir="doctor_report", class_names=N
     >>> report = kr.doctor(model, data.train, data.validation, class_names=data.class_names)
     >>> report.ok, report.path
     """
+    train = as_batches(train, batch_size, "train")
+    validation = as_batches(validation, batch_size, "validation", allow_none=True)
     os.makedirs(out_dir, exist_ok=True)
     checks = []
 
