@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from kerasrecipes.data.decode import SERVE_MAX_IMAGE_PIXELS, decode_image_batch
+from kerasrecipes.saving import replace_dir, write_atomically
 
 METADATA_FILE = "kerasrecipes.json"
 LABELS_FILE = "labels.txt"
@@ -188,7 +189,7 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
                     f.write("\n".join(head["class_names"]) + "\n")
         with open(os.path.join(staging, METADATA_FILE), "w") as f:
             json.dump(info, f, indent=2)
-        _replace_dir(staging, path)
+        replace_dir(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -402,34 +403,11 @@ def export_onnx(model, path, opset=17):
 
 
 def _write_atomic(path, data):
-    path = os.path.abspath(os.fspath(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
-
-def _replace_dir(new, path):
-    """Moves directory `new` to `path`, keeping the old `path` until the move succeeded."""
-    old = None
-    if os.path.exists(path):
-        old = path + ".old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(path, old)
-    try:
-        os.rename(new, path)
-    except BaseException:
-        if old:
-            os.rename(old, path)
-        raise
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+    write_atomically(path, write, suffix=os.path.splitext(os.fspath(path))[1])
 
 
 def load_exported(path):

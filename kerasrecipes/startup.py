@@ -42,12 +42,14 @@ def drop_native_log_lines(text):
 def import_tensorflow_quietly():
     """Imports TensorFlow (if installed and not imported yet) without its native start-up lines.
 
-    Also sets `TF_CPP_MIN_LOG_LEVEL=1` (unless set) so later native INFO lines stay quiet;
-    warnings and errors still show.
+    Also sets `TF_CPP_MIN_LOG_LEVEL=2` (unless set) so later native INFO and WARNING lines stay
+    quiet (e.g. tf.data's "The calling iterator did not fully read the dataset being cached" each
+    time a first batch is checked: harmless, the cache fills on the first full epoch; what a
+    user must know, kerasrecipes says itself); errors still show. `--verbose` shows everything.
     """
     import importlib.util
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
         return
     try:
