@@ -13,7 +13,7 @@ import tempfile
 import keras
 import numpy as np
 
-from kerasrecipes.data.decode import SERVE_MAX_IMAGE_PIXELS, decode_image_batch
+from kerasrecipes.data.graph_decode import SERVE_MAX_IMAGE_PIXELS, decode_image_batch
 from kerasrecipes.saving import replace_dir, write_atomically
 
 METADATA_FILE = "kerasrecipes.json"
@@ -30,7 +30,7 @@ def export_saved_model(model, path, class_names=None, metadata=None, crop_to_asp
     - `serve_bytes`: `image_bytes`, string `[N]` of encoded files (JPEG, PNG, GIF, BMP, WebP),
       decoded and resized to the model's size as `kr.image_folder_datasets` does in training
       (same pixels; EXIF orientation applied), with TensorFlow ops only
-      (`kerasrecipes.data.decode.decode_image_batch`).
+      (`kerasrecipes.data.graph_decode.decode_image_batch`).
 
     Both return `probabilities` (`[N, classes]`), `class_index` (`[N]`) and, when `class_names`
     is given, `class_name` (`[N]`). `serve_bytes` gives a verdict per item, so one bad file

@@ -1,4 +1,4 @@
-"""Tests for kerasrecipes.data.decode: every format becomes the same RGB uint8, in PIL and TF."""
+"""Tests for kerasrecipes.data.decode and graph_decode: every format becomes the same RGB uint8, in PIL and TF."""
 
 import io
 import os
@@ -13,6 +13,7 @@ from PIL import Image
 
 from kerasrecipes.data import decode as krdecode
 from kerasrecipes.data import folders as krfolders
+from kerasrecipes.data import graph_decode
 from kerasrecipes.data import scan as krscan
 from kerasrecipes.data import image_folder_datasets
 from kerasrecipes.data import load_image
@@ -310,7 +311,7 @@ def _graph_cases(folder, decode_cases):
 def test_decode_image_bytes_gives_the_pixels_of_training(decode_cases, tmp_path):
     """TensorFlow ops only, yet `load_image`'s pixels for every format it takes: EXIF (and XMP)
     orientation applied, every PNG depth and transparency, CMYK JPEG, WebP, GIF, BMP."""
-    decode = tf.function(krdecode.decode_image_bytes,
+    decode = tf.function(graph_decode.decode_image_bytes,
                          input_signature=[tf.TensorSpec([], tf.string)])  # traced once
     for name, path in _graph_cases(str(tmp_path), decode_cases).items():
         with open(path, "rb") as f:
@@ -351,7 +352,7 @@ def test_decode_image_bytes_refuses_what_it_cannot_decode_as_training_does(tmp_p
     }
     for name, (data, message) in refused.items():
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-            krdecode.decode_image_bytes(tf.constant(data))
+            graph_decode.decode_image_bytes(tf.constant(data))
     # PIL itself decodes the GIF with a partial first frame, so training would use it.
     assert krdecode.decode_bytes(refused["partial GIF"][0]).shape == (4, 4, 3)
 
@@ -380,7 +381,7 @@ def test_decode_image_batch_gives_a_verdict_per_item():
     blobs = tf.constant([batch[n][0] for n in names])
     # Traced once (a graph, as in serve_bytes), called four times.
     spec = [tf.TensorSpec([None], tf.string)]
-    decode = tf.function(lambda b: krdecode.decode_image_batch(b, (8, 8), max_image_pixels=1000),
+    decode = tf.function(lambda b: graph_decode.decode_image_batch(b, (8, 8), max_image_pixels=1000),
                          input_signature=spec)
     images, ok, error = decode(blobs)
     assert ok.numpy().tolist() == [not batch[n][1] for n in names]
@@ -398,7 +399,7 @@ def test_decode_image_batch_gives_a_verdict_per_item():
     # An empty batch, and the GIF's frames within a larger limit.
     empty = decode(tf.zeros([0], tf.string))
     assert empty[0].shape == (0, 8, 8, 3) and empty[1].shape == (0,)
-    unlimited = tf.function(lambda b: krdecode.decode_image_batch(b, (8, 8)),
+    unlimited = tf.function(lambda b: graph_decode.decode_image_batch(b, (8, 8)),
                             input_signature=spec)
     assert unlimited(tf.constant([animated]))[1].numpy().all()
 

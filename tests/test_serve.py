@@ -652,8 +652,8 @@ def test_fuzz_serve_bytes(export_dir, served):
     only TensorFlow reads, `decode_image_batch`'s)."""
     import tensorflow as tf
 
-    from kerasrecipes.data.decode import (ImageDecodeError, decode_bytes, decode_image_batch,
-                                          tf_resize)
+    from kerasrecipes.data.decode import ImageDecodeError, decode_bytes, tf_resize
+    from kerasrecipes.data.graph_decode import decode_image_batch
 
     good = _seed_images()[0]
     reference = served.serve_bytes(tf.constant([good]))["probabilities"].numpy()[0]

@@ -24,8 +24,9 @@ it, and `array_datasets` falls back to a `keras.utils.PyDataset` when it is miss
 
 from kerasrecipes.augment_albumentations import albumentations_map
 from kerasrecipes.data.arrays import array_datasets
-from kerasrecipes.data.decode import KINDS, decode_image_bytes
+from kerasrecipes.data.decode import KINDS
 from kerasrecipes.data.folders import image_folder_datasets, load_image
+from kerasrecipes.data.graph_decode import decode_image_bytes
 from kerasrecipes.data.image_data import ImageData
 from kerasrecipes.data.layout import SPLIT_ALIASES
 from kerasrecipes.data.scan import IMAGE_EXTENSIONS

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from kerasrecipes.data.decode import SERVE_MAX_IMAGE_PIXELS
+from kerasrecipes.data.graph_decode import SERVE_MAX_IMAGE_PIXELS
 
 # Refused by the header, before decoding: 50 Mpx is a 8660 × 5773 photo, 150 MB of RGB. The same
 # default as the exported `serve_bytes` signature's.
