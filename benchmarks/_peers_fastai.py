@@ -3,7 +3,8 @@
 Modes (the parent script builds the arguments; not meant to be run by hand):
 
     --run CONFIG RESULT     fastai 2.8 recipe: `lr_find()` (valley), then `learn.fine_tune(E,
-                            base_lr=valley, freeze_epochs=H)` with `aug_transforms(size=S)`
+                            base_lr=valley, freeze_epochs=H)` with `aug_transforms(size=S)`;
+                            with `base_lr` in CONFIG, that LR instead of `lr_find`'s
     --steps SIZE BATCH N W FTZ  training-step timing: W warm-up steps, then a block of (at most)
                             N steps per "go" line on stdin, "BLOCK <seconds> <steps>" on stdout;
                             FTZ=1 flushes denormals to zero (torch's and fastai's default: 0)
@@ -141,16 +142,19 @@ def run(config_path, result_path):
     learn.freeze()
     with learn.no_bar():
         start = time.perf_counter()
-        suggestion = learn.lr_find(num_it=cfg["lr_find_iterations"], show_plot=False)
-        lr_find_seconds = time.perf_counter() - start
-        print(f"[fastai] lr_find valley {suggestion.valley:.3g} ({lr_find_seconds:.0f} s)",
-              flush=True)
-        learn.fine_tune(cfg["epochs"], base_lr=suggestion.valley, freeze_epochs=head_epochs)
+        base_lr, lr_find_seconds = cfg.get("base_lr"), None
+        if base_lr is None:
+            suggestion = learn.lr_find(num_it=cfg["lr_find_iterations"], show_plot=False)
+            lr_find_seconds = time.perf_counter() - start
+            base_lr = float(suggestion.valley)
+            print(f"[fastai] lr_find valley {base_lr:.3g} ({lr_find_seconds:.0f} s)", flush=True)
+        learn.fine_tune(cfg["epochs"], base_lr=base_lr, freeze_epochs=head_epochs)
         train_seconds = time.perf_counter() - start
         preds, targets = learn.get_preds(dl=dls.valid)
     acc = float((preds.argmax(dim=1) == targets).float().mean())
     result = {"accuracy": acc, "train_seconds": train_seconds, "lr_find_seconds": lr_find_seconds,
-              "lr_find_valley": float(suggestion.valley), "epochs_run": head_epochs + cfg["epochs"],
+              "lr_find_valley": None if cfg.get("base_lr") else base_lr,
+              "base_lr": base_lr, "epochs_run": head_epochs + cfg["epochs"],
               "scored": int(len(targets)), "val_accuracy_per_epoch": epoch_line.accuracies,
               "num_workers": dls.train.num_workers, "versions": versions()}
     with open(result_path, "w") as f:

