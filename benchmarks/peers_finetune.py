@@ -444,8 +444,8 @@ def part_steps(args):
         proc.stdin.close()
         proc.wait()
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "image_size": size, "batch": batch,
-              "block": {side: i["block"] for side, i in info.items()}, "rounds": args.step_rounds, "ms_per_step": times, "info": info,
-              "skipped": skipped}
+              "block": {side: i["block"] for side, i in info.items()}, "rounds": args.step_rounds,
+              "ms_per_step": times, "info": info, "skipped": skipped}
     with open(os.path.join(args.out, "steps.jsonl"), "a") as f:
         f.write(json.dumps(result) + "\n")
     return result

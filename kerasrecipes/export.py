@@ -322,7 +322,8 @@ def export_openvino(model, path):
     try:
         import openvino as ov
     except ImportError:
-        raise ImportError("OpenVINO export needs openvino: pip install openvino") from None
+        raise ImportError(
+            'OpenVINO export needs openvino: pip install "kerasrecipes[openvino]"') from None
     path = os.path.abspath(os.fspath(path))
     if not path.endswith(".xml"):
         raise ValueError(f"path must end in .xml (the OpenVINO IR graph; the weights go to "

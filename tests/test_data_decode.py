@@ -1,4 +1,4 @@
-"""Tests for kerasrecipes.data.decode and graph_decode: every format becomes the same RGB uint8, in PIL and TF."""
+"""Tests for kerasrecipes.data.decode and graph_decode: every format becomes the same RGB uint8."""
 
 import io
 import os
@@ -381,8 +381,9 @@ def test_decode_image_batch_gives_a_verdict_per_item():
     blobs = tf.constant([batch[n][0] for n in names])
     # Traced once (a graph, as in serve_bytes), called four times.
     spec = [tf.TensorSpec([None], tf.string)]
-    decode = tf.function(lambda b: graph_decode.decode_image_batch(b, (8, 8), max_image_pixels=1000),
-                         input_signature=spec)
+    decode = tf.function(
+        lambda b: graph_decode.decode_image_batch(b, (8, 8), max_image_pixels=1000),
+        input_signature=spec)
     images, ok, error = decode(blobs)
     assert ok.numpy().tolist() == [not batch[n][1] for n in names]
     for name, message in zip(names, error.numpy()):

@@ -56,6 +56,7 @@ def _fine_tune(model, backup, callbacks, **kwargs):
 
 
 def test_sigint_stops_after_the_batch_keeps_the_best_weights_and_resumes(tmp_path, capsys):
+    previous = signal.getsignal(signal.SIGINT)  # restored after (SIG_IGN in a background job)
     keras.utils.set_random_seed(0)
     model = _tiny(tmp_path)
     backup = tmp_path / "run.backup"
@@ -79,7 +80,7 @@ def test_sigint_stops_after_the_batch_keeps_the_best_weights_and_resumes(tmp_pat
     assert json.loads((backup / "best.json").read_text())["epoch"] == best + 1
     assert "run the same call again to resume" in str(stop)
     # The signal handlers are back as they were.
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is previous
 
     # The same call again resumes: the head stage is restored, the fine-tuning stage reruns
     # only the interrupted epoch and the last one.
@@ -91,6 +92,7 @@ def test_sigint_stops_after_the_batch_keeps_the_best_weights_and_resumes(tmp_pat
 
 
 def test_a_second_signal_stops_at_once(tmp_path, capsys):
+    previous = signal.getsignal(signal.SIGINT)  # restored after (SIG_IGN in a background job)
     keras.utils.set_random_seed(0)
     model = _tiny(tmp_path)
 
@@ -103,10 +105,11 @@ def test_a_second_signal_stops_at_once(tmp_path, capsys):
     assert caught.value.immediate and caught.value.best is None
     assert "at once" in str(caught.value)
     assert os.path.isfile(tmp_path / "run.backup" / "stage_0" / "latest.weights.h5")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is previous
 
 
 def test_without_a_backup_the_model_still_gets_the_best_weights(tmp_path):
+    previous = signal.getsignal(signal.SIGTERM)  # restored after (SIG_IGN in a background job)
     keras.utils.set_random_seed(0)
     model = _tiny(tmp_path)
     recorder = Recorder(model, at=(2, 1), action=lambda r: os.kill(os.getpid(), signal.SIGTERM))
@@ -119,7 +122,7 @@ def test_without_a_backup_the_model_still_gets_the_best_weights(tmp_path):
     best, _ = recorder.best()
     assert stop.best["epoch"] == best + 1
     assert _same(model.get_weights(), recorder.weights[best])
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 def _poison(recorder):
