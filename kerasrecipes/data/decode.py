@@ -225,8 +225,6 @@ def optional_tensorflow():
 
 def tf_byte_decoders():
     """Returns the decode functions `encoded bytes -> uint8 [H, W, 3]`, indexed like `KINDS`."""
-    import io
-
     import tensorflow as tf
 
     def jpeg(data):
