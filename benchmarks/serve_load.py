@@ -1,8 +1,9 @@
 """Load test of `kerasrecipes serve`: batch 1 vs. dynamic batching, 1/8/32 clients, in-process ceiling.
 
-    python benchmarks/serve_load.py [--model SAVED_MODEL_DIR] [--images DIR] [--requests 600]
-        [--max-seconds 90] [--clients 1,8,32] [--quick]
+    python benchmarks/serve_load.py [--model SAVED_MODEL_DIR] [--images DIR] [--requests 800]
+        [--repeats 3] [--clients 1,8,32] [--batch-timeout-ms 2] [--quick]
     python benchmarks/serve_load.py --frameworks      # Starlette vs FastAPI, one tiny endpoint
+    python benchmarks/serve_load.py --decode          # the server's decode, 1 vs 2 TF calls
 
 `--quick` (both modes) runs everything on a few requests, in about a minute: a check that the
 benchmark works, not a measurement.
@@ -13,22 +14,26 @@ that `kerasrecipes finetune` writes. The payload is real photos (`--images`, def
 validation photos, 128 px on the short side), one per request, sent as TF Serving JSON
 `{"instances": [{"b64": ...}]}`.
 
-For each server setting (`--max-batch 1`, and `--max-batch 32 --batch-timeout-ms T`) a server is
-started on 127.0.0.1 on a free port and driven by N concurrent clients: each keeps one HTTP/1.1
-connection and sends its next request when the last one is answered, until `--requests` requests
-were answered or `--max-seconds` passed (the run stops by itself either way). Printed: requests/s,
-p50/p95/p99 latency, errors (non-200 answers, failed connections, answers whose class differs
-from the in-process one), the server's peak RSS (VmHWM) and CPU seconds per request, the
-client's CPU per request, and the mean batch size (`GET /stats`). The server is then stopped
-with SIGTERM and must exit 0.
+Two servers are started on 127.0.0.1 (free ports): `--max-batch 1`, and `--max-batch 32
+--batch-timeout-ms T`. Each run drives one of them with N concurrent clients: each keeps one
+HTTP/1.1 connection and sends its next request when the last one is answered, until
+`--requests` requests were answered or `--max-seconds` passed (the run stops by itself either
+way). Measured per run: requests/s, latencies, errors (non-200 answers, failed connections,
+answers whose class differs from the in-process one), the server's CPU seconds per request and
+mean batch size (`GET /stats` before and after), the client's CPU per request. At the end each
+server's peak RSS (VmHWM) is read and it is stopped with SIGTERM, and must exit 0.
 
-The ceilings are measured in their own process before the servers start, at batch 1 and 32:
-the model called in a loop on decoded uint8 images (model only), and the same with the server's
-decode (PIL + the training resize) done serially before each call (decode + model, one thread).
-Overhead is `1 - server req/s ÷ ceiling img/s` at the server's batch size (1, or 32 for dynamic
-batching); the server decodes in threads while the model runs, so it can beat the second one. The load client
-is a small asyncio HTTP/1.1 client (not httpx): on 2 cores every CPU millisecond it spends is
-taken from the server, so it is kept as cheap as possible (its CPU per request is printed).
+The ceiling is measured **just before every run**, by a worker process that loaded the same
+model (idle while the servers run, as they are while it runs), at the batch size the same number
+of concurrent items allows (`min(max batch, clients)`): the model alone on decoded images
+("model only"); the server's decode (the training pipeline's decode and resize) then the model,
+in one thread ("decode then model"); and decode in a thread pool overlapping the model on the
+previous batch, as the server does ("decode ∥ model"). The server's overhead is `1 - req/s ÷
+the better of the last two` (the same work in-process, done the fastest way we have), and also
+given against the model alone (which does no decoding). The VM's speed drifts by ±20 % over
+minutes, so rows are medians of `--repeats` interleaved runs, each against its own ceiling. The
+load client is a small asyncio HTTP/1.1 client (not httpx): on 2 cores every CPU millisecond it
+spends is taken from the server, so it is kept as cheap as possible (its CPU is printed).
 """
 
 import argparse
@@ -182,34 +187,76 @@ class _Server:
 
 
 # ---------------------------------------------------------------------------------------------
-# In-process ceiling (run in its own process: `--_ceiling`).
+# In-process ceilings, measured by a worker process between the server runs (`--_ceiling`).
 
 
-def _ceiling(model_dir, blobs_dir, out_file, seconds):
+def _ceiling_worker(model_dir, blobs_dir):
+    """Loads the model, prints the expected classes, then answers `BATCH SECONDS` lines on stdin
+    with the three in-process rates (images/s) as one JSON line each."""
+    import concurrent.futures
+
     from kerasrecipes.serving import ServedModel
 
     blobs = [open(os.path.join(blobs_dir, f), "rb").read() for f in sorted(os.listdir(blobs_dir))]
     model = ServedModel(model_dir)
-    expected = [r["class_index"] for r in model.predict([model.decode(b) for b in blobs])]
-    result = {"expected": expected}
-    for batch in (1, 32):
-        pool = blobs * -(-batch // len(blobs))  # fewer photos than a batch: repeated
-        groups = [pool[i: i + batch] for i in range(0, len(pool) - batch + 1, batch)]
-        model.predict([model.decode(b) for b in groups[0]])  # warm-up
+    print(json.dumps([r["class_index"] for r in model.predict([model.decode(b) for b in blobs])]),
+          flush=True)
+    pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)  # as the server decodes
+
+    def rate(step, batch, seconds):
+        step(0)  # warm-up
         start, k = time.perf_counter(), 0
         while time.perf_counter() - start < seconds or k < 3:
-            model.predict([model.decode(b) for b in groups[k % len(groups)]])
+            step(k)
             k += 1
-        full = batch * k / (time.perf_counter() - start)
+        return batch * k / (time.perf_counter() - start)
+
+    for line in sys.stdin:
+        batch, seconds = int(line.split()[0]), float(line.split()[1])
+        pool_blobs = blobs * -(-batch // len(blobs))  # fewer photos than a batch: repeated
+        groups = [pool_blobs[i: i + batch] for i in range(0, len(pool_blobs) - batch + 1, batch)]
         decoded = [model.decode(b) for b in groups[0]]
-        start, k = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds / 2 or k < 3:
-            model.predict(decoded)
-            k += 1
-        result[str(batch)] = {"img_per_s": full,
-                              "model_only_img_per_s": batch * k / (time.perf_counter() - start)}
-    with open(out_file, "w") as f:
-        json.dump(result, f)
+        pending = [[pool.submit(model.decode, b) for b in groups[0]]]
+
+        def pipelined(k):  # decode batch k + 1 in the pool while the model runs batch k
+            images = [f.result() for f in pending[0]]
+            pending[0] = [pool.submit(model.decode, b) for b in groups[(k + 1) % len(groups)]]
+            model.predict(images)
+
+        result = {
+            "model_only": rate(lambda k: model.predict(decoded), batch, seconds),
+            "serial": rate(lambda k: model.predict([model.decode(b) for b in
+                                                    groups[k % len(groups)]]), batch, seconds),
+            "pipelined": rate(pipelined, batch, seconds),
+        }
+        for future in pending[0]:
+            future.result()
+        print(json.dumps(result), flush=True)
+
+
+class _Ceiling:
+    """The ceiling worker process: `measure(batch, seconds)` between server runs."""
+
+    def __init__(self, model_dir, blobs_dir):
+        self.process = subprocess.Popen([PYTHON, __file__, "--_ceiling", model_dir, blobs_dir],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        self.expected = json.loads(self._line())
+
+    def _line(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the ceiling worker died")
+        return line
+
+    def measure(self, batch, seconds):
+        self.process.stdin.write(f"{batch} {seconds}\n")
+        self.process.stdin.flush()
+        return json.loads(self._line())
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(60)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,37 +357,7 @@ def _export_demo_model(workdir):
     return path
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="SavedModel dir (default: export an "
-                        "untrained efficientnet_lite0 at 128 px)")
-    parser.add_argument("--images", default=None, help="folder of <class>/*.jpg photos "
-                        "(default: the demo validation photos)")
-    parser.add_argument("--photos", type=int, default=64, help="distinct photos in the payload")
-    parser.add_argument("--requests", type=int, default=600, help="requests per setting")
-    parser.add_argument("--max-seconds", type=float, default=90.0, help="time limit per setting")
-    parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
-    parser.add_argument("--ceiling-seconds", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per framework "
-                        "(--frameworks)")
-    parser.add_argument("--frameworks", action="store_true",
-                        help="compare Starlette and FastAPI on one tiny endpoint instead")
-    parser.add_argument("--quick", action="store_true",
-                        help="40 requests from 8 clients: checks the benchmark runs (CI)")
-    parser.add_argument("--_ceiling", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--_tiny-app", dest="tiny_app", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args._ceiling:
-        return _ceiling(*args._ceiling, seconds=args.ceiling_seconds)
-    if args.tiny_app:
-        return _tiny_app(args.tiny_app)
-    if args.quick:  # the whole path in about a minute (CI): not a measurement
-        args.requests, args.max_seconds, args.ceiling_seconds, args.repeats = 40, 20.0, 1.0, 1
-        args.clients, args.photos = "8", 16
-    if args.frameworks:
-        return _frameworks(args)
-
+def _load_test(args):
     workdir = tempfile.mkdtemp(prefix="serve-load-")
     model_dir = args.model or _export_demo_model(workdir)
     images_dir, blobs = _payload(args.images, args.photos)
@@ -351,71 +368,172 @@ def main():
     for i, blob in enumerate(blobs):
         with open(os.path.join(blobs_dir, f"{i:04d}.jpg"), "wb") as f:
             f.write(blob)
-    ceiling_file = os.path.join(workdir, "ceiling.json")
-    subprocess.run([PYTHON, __file__, "--ceiling-seconds", str(args.ceiling_seconds),
-                    "--_ceiling", model_dir, blobs_dir, ceiling_file],
-                   check=True, stderr=subprocess.DEVNULL)
-    with open(ceiling_file) as f:
-        ceiling = json.load(f)
-    expected = ceiling["expected"]
     name = os.path.basename(os.path.normpath(model_dir))
     path = f"/v1/models/{name}:predict"
     clients = [int(c) for c in args.clients.split(",")]
-    settings = [("batch 1", ["--max-batch", "1"], "1"),
-                ("dynamic ≤32", ["--max-batch", "32", "--batch-timeout-ms",
-                                 str(args.batch_timeout_ms)], "32")]
-    rows = []
-    for label, flags, ceiling_key in settings:
-        for n in clients:
-            server = _Server([PYTHON, "-m", "kerasrecipes.cli", "serve", model_dir, "--port",
-                              "0", *flags], f"/v1/models/{name}")
-            try:
-                cpu0, client0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
-                lat, errors, seconds, sent = asyncio.run(_drive(
-                    server.host, server.port, path, bodies, expected, n, args.requests,
-                    args.max_seconds))
-                client1 = resource.getrusage(resource.RUSAGE_SELF)
-                server_cpu = server.cpu_seconds() - cpu0
-                stats = asyncio.run(_get_json(server.host, server.port, "/stats"))[1]
-                rss = server.peak_rss_mib()
-            finally:
-                status = server.stop()
-            done = len(lat)
-            rps = done / seconds
-            ceiling_rps = ceiling[ceiling_key]["img_per_s"]
-            model_rps = ceiling[ceiling_key]["model_only_img_per_s"]
-            client_cpu = (client1.ru_utime + client1.ru_stime - client0.ru_utime
-                          - client0.ru_stime)
-            lost = sent - done - sum(v for k, v in errors.items() if k.startswith("connection"))
-            rows.append([
-                label, str(n), f"{done}", f"{rps:.1f}",
-                *(f"{np.percentile(lat, q) * 1e3:.0f}" for q in (50, 95, 99)),
-                str(sum(errors.values())) + (f" ({errors})" if errors else ""),
-                str(lost), f"{stats['mean_batch']}", f"{rss:.0f}",
-                f"{1e3 * server_cpu / max(done, 1):.1f}", f"{1e3 * client_cpu / max(done, 1):.2f}",
-                f"{model_rps:.1f}", f"{1 - rps / model_rps:+.0%}", f"{ceiling_rps:.1f}",
-                f"{1 - rps / ceiling_rps:+.0%}", str(status),
-            ])
-            print("[bench]", " | ".join(rows[-1]), flush=True)
-    header = ("server", "clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-              "lost", "mean batch", "peak RSS MiB", "server CPU ms/req", "client CPU ms/req",
-              "model-only ceiling img/s", "overhead vs it", "decode+model ceiling img/s",
-              "overhead vs it", "SIGTERM exit")
+    settings = [("batch 1", ["--max-batch", "1"], 1),
+                (f"dynamic ≤ 32, {args.batch_timeout_ms:g} ms",
+                 ["--max-batch", "32", "--batch-timeout-ms", str(args.batch_timeout_ms)], 32)]
+    ceiling = _Ceiling(model_dir, blobs_dir)
+    servers = {label: _Server([PYTHON, "-m", "kerasrecipes.cli", "serve", model_dir, "--port",
+                               "0", *flags], f"/v1/models/{name}")
+               for label, flags, _ in settings}
+    runs = []
+    try:
+        for repeat in range(args.repeats):
+            for n in clients:
+                for label, _, max_batch in settings:
+                    # The in-process ceiling at the batch the same number of concurrent items
+                    # allows, measured just before this run.
+                    ceil = ceiling.measure(min(max_batch, n), args.ceiling_seconds)
+                    server = servers[label]
+                    stats0 = asyncio.run(_get_json(server.host, server.port, "/stats"))[1]
+                    cpu0, client0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+                    lat, errors, seconds, sent = asyncio.run(_drive(
+                        server.host, server.port, path, bodies, ceiling.expected, n,
+                        args.requests, args.max_seconds))
+                    client1 = resource.getrusage(resource.RUSAGE_SELF)
+                    cpu = server.cpu_seconds() - cpu0
+                    stats1 = asyncio.run(_get_json(server.host, server.port, "/stats"))[1]
+                    done = len(lat)
+                    rps = done / seconds
+                    batches = stats1["batches"] - stats0["batches"]
+                    run = {
+                        "label": label, "clients": n, "done": done, "rps": rps, "lat": lat,
+                        "errors": errors, "ceiling": ceil,
+                        "lost": sent - done - sum(v for k, v in errors.items()
+                                                  if k.startswith("connection")),
+                        "mean_batch": (stats1["images"] - stats0["images"]) / max(batches, 1),
+                        "cpu_ms": 1e3 * cpu / max(done, 1),
+                        "client_cpu_ms": 1e3 * (client1.ru_utime + client1.ru_stime
+                                                - client0.ru_utime - client0.ru_stime)
+                        / max(done, 1),
+                        "best": max(ceil["serial"], ceil["pipelined"]),
+                    }
+                    # And at the batch size the server formed (closed-loop clients split into
+                    # groups that alternate: 32 clients make batches of about 16).
+                    same = max(1, round(run["mean_batch"]))
+                    same_ceil = ceil if same == min(max_batch, n) else ceiling.measure(
+                        same, args.ceiling_seconds)
+                    run["best_same"] = max(same_ceil["serial"], same_ceil["pipelined"])
+                    runs.append(run)
+                    print(f"[bench] run {repeat + 1}/{args.repeats} {label}, {n} clients: "
+                          f"{rps:.1f} req/s, mean batch {run['mean_batch']:.2f}, errors "
+                          f"{errors or 0}; in-process img/s: model only "
+                          f"{ceil['model_only']:.1f}, decode then model {ceil['serial']:.1f}, "
+                          f"decode ∥ model {ceil['pipelined']:.1f} → overhead "
+                          f"{1 - rps / run['best']:+.0%}; at batch {same}: "
+                          f"{run['best_same']:.1f} → {1 - rps / run['best_same']:+.0%}",
+                          flush=True)
+    finally:
+        ceiling.close()
+        rss = {label: server.peak_rss_mib() for label, server in servers.items()}
+        status = {label: server.stop() for label, server in servers.items()}
+
     print(f"\n{name}: {len(blobs)} photos from {images_dir} "
           f"({statistics.mean(len(b) for b in blobs) / 1024:.1f} KB mean), 1 per request, "
-          f"{os.cpu_count()} CPUs")
-    print(f"In-process ceiling (decode + model): batch 1 {ceiling['1']['img_per_s']:.1f} img/s, "
-          f"batch 32 {ceiling['32']['img_per_s']:.1f} img/s; model only: batch 1 "
-          f"{ceiling['1']['model_only_img_per_s']:.1f}, batch 32 "
-          f"{ceiling['32']['model_only_img_per_s']:.1f} img/s")
+          f"{os.cpu_count()} CPUs; {args.repeats} interleaved runs of {args.requests} requests "
+          "per row, each after its own in-process ceiling; medians")
+    header = ("server", "clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
+              "lost", "mean batch", "server CPU ms/req", "client CPU ms/req",
+              "in-process batch", "model only img/s", "decode then model img/s",
+              "decode ∥ model img/s", "overhead vs best in-process", "overhead vs model only",
+              "best in-process at the server's mean batch img/s", "overhead vs it",
+              "peak RSS MiB", "SIGTERM exit")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    dynamic = {r[1]: float(r[3]) for r in rows if r[0].startswith("dynamic")}
-    single = {r[1]: float(r[3]) for r in rows if r[0] == "batch 1"}
-    for n in sorted(set(dynamic) & set(single), key=int):
-        print(f"dynamic / batch 1 at {n} clients: {dynamic[n] / single[n]:.2f}×")
+    median = statistics.median
+    rates = {}
+    for label, _, max_batch in settings:
+        for n in clients:
+            mine = [r for r in runs if r["label"] == label and r["clients"] == n]
+            lat = [x for r in mine for x in r["lat"]]
+            errors = sum(sum(r["errors"].values()) for r in mine)
+            rates[label, n] = median(r["rps"] for r in mine)
+            row = [
+                label, str(n), str(sum(r["done"] for r in mine)), f"{rates[label, n]:.1f}",
+                *(f"{np.percentile(lat, q) * 1e3:.0f}" for q in (50, 95, 99)), str(errors),
+                str(sum(r["lost"] for r in mine)), f"{median(r['mean_batch'] for r in mine):.2f}",
+                f"{median(r['cpu_ms'] for r in mine):.1f}",
+                f"{median(r['client_cpu_ms'] for r in mine):.2f}", str(min(max_batch, n)),
+                *(f"{median(r['ceiling'][k] for r in mine):.1f}"
+                  for k in ("model_only", "serial", "pipelined")),
+                f"{median(1 - r['rps'] / r['best'] for r in mine):+.0%}",
+                f"{median(1 - r['rps'] / r['ceiling']['model_only'] for r in mine):+.0%}",
+                f"{median(r['best_same'] for r in mine):.1f}",
+                f"{median(1 - r['rps'] / r['best_same'] for r in mine):+.0%}",
+                f"{rss[label]:.0f}", str(status[label]),
+            ]
+            print("| " + " | ".join(row) + " |")
+    dynamic, single = settings[1][0], settings[0][0]
+    for n in clients:
+        print(f"dynamic / batch 1 at {n} clients: {rates[dynamic, n] / rates[single, n]:.2f}×")
+
+
+def _decode_paths(args):
+    """The server's decode of one photo: decode then resize (two TensorFlow calls, what the
+    server did first) vs. `decode_bytes(image_size=...)` (one call); medians of interleaved
+    blocks."""
+    from kerasrecipes.data.decode import decode_bytes, resize_uint8
+
+    images_dir, blobs = _payload(args.images, args.photos)
+    size = (128, 128)
+    paths = {
+        "decode, then resize (2 TF calls)": lambda b: resize_uint8(decode_bytes(b), size),
+        "decode_bytes(image_size=...) (1 TF call)": lambda b: decode_bytes(b, image_size=size),
+    }
+    for fn in paths.values():  # trace, and check they agree
+        assert all(np.array_equal(fn(b), paths["decode, then resize (2 TF calls)"](b))
+                   for b in blobs)
+    times = {name: [] for name in paths}
+    for _ in range(args.repeats * 3):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            for b in blobs:
+                fn(b)
+            times[name].append((time.perf_counter() - start) / len(blobs) * 1e3)
+    print(f"\n{len(blobs)} photos from {images_dir} to {size}, {args.repeats * 3} interleaved "
+          "blocks, medians (the same pixels both ways)")
+    print("| path | ms per photo |\n|---|---|")
+    for name, values in times.items():
+        print(f"| {name} | {statistics.median(values):.2f} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="SavedModel dir (default: export an "
+                        "untrained efficientnet_lite0 at 128 px)")
+    parser.add_argument("--images", default=None, help="folder of <class>/*.jpg photos "
+                        "(default: the demo validation photos)")
+    parser.add_argument("--photos", type=int, default=64, help="distinct photos in the payload")
+    parser.add_argument("--requests", type=int, default=800, help="requests per run")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time limit per run")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
+    parser.add_argument("--ceiling-seconds", type=float, default=2.0,
+                        help="seconds per in-process ceiling (three before each run)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per row")
+    parser.add_argument("--frameworks", action="store_true",
+                        help="compare Starlette and FastAPI on one tiny endpoint instead")
+    parser.add_argument("--decode", action="store_true",
+                        help="time the server's decode paths (one photo at a time) instead")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few requests from 8 clients: checks the benchmark runs (CI)")
+    parser.add_argument("--_ceiling", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_tiny-app", dest="tiny_app", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._ceiling:
+        return _ceiling_worker(*args._ceiling)
+    if args.tiny_app:
+        return _tiny_app(args.tiny_app)
+    if args.quick:  # the whole path in about a minute (CI): not a measurement
+        args.requests, args.max_seconds, args.ceiling_seconds, args.repeats = 40, 20.0, 0.5, 1
+        args.clients, args.photos = "8", 16
+    if args.frameworks:
+        return _frameworks(args)
+    if args.decode:
+        return _decode_paths(args)
+    return _load_test(args)
 
 
 if __name__ == "__main__":

@@ -422,6 +422,29 @@ def test_decode_bytes_gives_the_pixels_of_load_image(decode_cases):
             krdecode.decode_bytes(data, **options)
 
 
+def test_decode_bytes_resizes_like_load_image(decode_cases, tmp_path):
+    """`image_size` (what the server uses: decode and resize in one TensorFlow call for JPEG and
+    PNG) gives the pixels of `load_image(path, image_size)`, for every decode path, with and
+    without the crop, and for a file TensorFlow's decoder rejects (PIL, then the resize)."""
+    rgb = _rand((SIZE, SIZE + 7, 3), 14)
+    data = bytearray(_encoded(Image.fromarray(rgb), "PNG"))
+    at = data.index(b"IDAT")
+    data[at + 4 + struct.unpack(">I", data[at - 4:at])[0]] ^= 0xFF  # TF refuses, PIL reads
+    (tmp_path / "bad_crc.png").write_bytes(bytes(data))
+    cases = {name: path for name, (path, _, _) in decode_cases.items()}
+    cases["bad_crc"] = str(tmp_path / "bad_crc.png")
+    for name, path in cases.items():
+        with open(path, "rb") as f:
+            blob = f.read()
+        for size, crop in (((5, 9), False), ((5, 9), True), ((23, 11), False)):
+            expected = load_image(path, image_size=size, crop_to_aspect_ratio=crop)
+            actual = krdecode.decode_bytes(blob, image_size=size, crop_to_aspect_ratio=crop)
+            assert np.array_equal(actual, expected), (name, size, crop)
+    image = krdecode.decode_bytes(open(cases["bad_crc"], "rb").read())
+    assert np.array_equal(krdecode.resize_uint8(image, image.shape[:2]), image)
+    assert krdecode.resize_uint8(image, (4, 4)).shape == (4, 4, 3)
+
+
 def test_files_tensorflow_rejects_take_the_pil_path(tmp_path):
     """A PNG whose IDAT checksum is wrong: PIL reads it, TensorFlow's decoder refuses it. The scan
     checks each file with the decoder the pipeline uses, so it takes the PIL path."""

@@ -451,10 +451,17 @@ def _read_response(sock):
 
 
 def test_full_queue_503_then_sigterm_drains(export_dir, photos, tmp_path):
-    # A 3 s batch window: a first request's images wait in the queue, so the queue is full.
     server = Server(export_dir, tmp_path, "--max-batch", "8", "--batch-timeout-ms", "3000",
                     "--max-queue", "4")
     try:
+        # Alone, a request does not wait out the 3 s batch window: nothing else is arriving.
+        start = time.monotonic()
+        assert server.predict({"instances": [{"b64": _b64(photos[0])}]}).status_code == 200
+        assert time.monotonic() - start < 2.5
+        # A request still uploading is arriving: the batch waits for it (up to the window), so
+        # a first request's images wait in the queue, and the next request finds it full.
+        uploading, rest = _slow_request(server.port, json.dumps(
+            {"instances": [{"b64": _b64(photos[1])}]}).encode())
         results = {}
         first = threading.Thread(target=lambda: results.update(first=server.predict(
             {"instances": [{"b64": _b64(b)} for b in photos[:3]]})))
@@ -466,9 +473,14 @@ def test_full_queue_503_then_sigterm_drains(export_dir, photos, tmp_path):
         assert full.status_code == 503
         assert full.headers["retry-after"] == "1"
         assert "the batch queue is full (3 of 4 images queued)" in full.json()["error"]
+        uploading.sendall(rest)  # the last one arriving: the batch of 4 closes
+        status, answer = _read_response(uploading)
+        uploading.close()
+        assert status == 200 and len(answer["predictions"]) == 1
         first.join(TIMEOUT)
         assert results["first"].status_code == 200
         assert len(results["first"].json()["predictions"]) == 3
+        assert server.get("/stats").json()["mean_batch"] == 2.5  # 1, then 4 together
 
         # In flight: a request whose body is half sent when SIGTERM arrives.
         body = json.dumps({"instances": [{"b64": _b64(photos[0])}]}).encode()

@@ -153,12 +153,13 @@ def create_app(model, max_batch=32, batch_timeout_ms=2.0, max_queue=256,
         raise ValueError("max_request_bytes must be a positive integer. "
                          f"Received: max_request_bytes={max_request_bytes!r}")
     state = state or ServerState()
+    api = _API(model, state, max_request_bytes)
     # Checked here, before the first request, rather than when the event loop starts.
-    batcher = DynamicBatcher(model.predict, max_batch=max_batch, timeout_ms=batch_timeout_ms,
-                             max_queue=max_queue)
-    decoder = concurrent.futures.ThreadPoolExecutor(decode_threads or os.cpu_count() or 1,
-                                                    thread_name_prefix="decode")
-    api = _API(model, batcher, decoder, state, max_request_bytes)
+    batcher = api.batcher = DynamicBatcher(
+        model.predict, max_batch=max_batch, timeout_ms=batch_timeout_ms, max_queue=max_queue,
+        incoming=lambda: api.arriving)
+    decoder = api.decoder = concurrent.futures.ThreadPoolExecutor(
+        decode_threads or os.cpu_count() or 1, thread_name_prefix="decode")
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -186,12 +187,12 @@ def create_app(model, max_batch=32, batch_timeout_ms=2.0, max_queue=256,
 
 
 class _API:
-    def __init__(self, model, batcher, decoder, state, max_request_bytes):
+    def __init__(self, model, state, max_request_bytes):
         self.model = model
-        self.batcher = batcher
-        self.decoder = decoder
+        self.batcher = self.decoder = None  # set by `create_app`
         self.state = state
         self.max_request_bytes = max_request_bytes
+        self.arriving = 0  # POST requests received and not yet batched (body, JSON, decoding)
 
     # ---------------------------------------------------------------------------------------
     # Routes.
@@ -222,22 +223,32 @@ class _API:
         })
 
     async def models(self, request):
+        return await self._answer(self._models, request)
+
+    async def upload(self, request):
+        return await self._answer(self._upload, request)
+
+    async def _answer(self, handler, request):
+        # A POST is "arriving" until its images are batched (`_run`) or it fails: the batcher
+        # waits for arriving requests, and only for them.
+        request.state.arriving = request.method == "POST"
+        self.arriving += request.state.arriving
         try:
-            return await self._models(request)
+            return await handler(request)
         except _HTTPError as error:
             return _error_response(error.status, error.message, error.headers)
         except Exception as error:  # a bug or a model failure: answer, log, keep serving
             logger.exception("internal error")
             return _error_response(500, f"internal error: {type(error).__name__}: {error}")
+        finally:
+            self._arrived(request)
 
-    async def upload(self, request):
-        try:
-            return await self._upload(request)
-        except _HTTPError as error:
-            return _error_response(error.status, error.message, error.headers)
-        except Exception as error:
-            logger.exception("internal error")
-            return _error_response(500, f"internal error: {type(error).__name__}: {error}")
+    def _arrived(self, request):
+        if request.state.arriving:
+            request.state.arriving = False
+            self.arriving -= 1
+            if not self.arriving:
+                self.batcher.wake()
 
     async def _models(self, request):
         rest = request.path_params["rest"]
@@ -310,7 +321,7 @@ class _API:
             labels = [f"{prefix}[{i}]" for i in range(len(items))]
         if not items:
             raise _HTTPError(400, "the request has no items")
-        results = await self._run(list(zip(labels, items)), _json_item)
+        results = await self._run(request, list(zip(labels, items)), _json_item)
         if "instances" in payload:
             return self._row_response(results, labels)
         errors = [result for result in results if isinstance(result, ItemError)]
@@ -353,7 +364,7 @@ class _API:
             raise _HTTPError(415, "POST /predict takes multipart/form-data files (curl -F "
                              "file=@photo.jpg) or one image body (Content-Type: image/jpeg, "
                              f"image/png …). Received: Content-Type {content_type!r}")
-        results = await self._run(list(zip(labels, blobs)), _bytes_item)
+        results = await self._run(request, list(zip(labels, blobs)), _bytes_item)
         results = [self._with_top(result) for result in results]
         return self._row_response(results, labels, extra=[{"file": n} for n in names])
 
@@ -393,7 +404,7 @@ class _API:
                              f"{batcher.max_queue} images queued); retry shortly",
                              {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
-    async def _run(self, labelled_items, to_image):
+    async def _run(self, request, labelled_items, to_image):
         """Decodes the items in the thread pool, batches the good ones; one result per item:
         the model's outputs (a dict) or the `ItemError` naming the item."""
         self._check_room(len(labelled_items))  # before spending CPU on decoding
@@ -412,6 +423,7 @@ class _API:
                                             for item in labelled_items))
         good = [i for i, image in enumerate(images) if not isinstance(image, ItemError)]
         results = list(images)
+        self._arrived(request)  # no `await` until `submit` has queued the images
         if good:
             try:
                 outputs = await self.batcher.submit([images[i] for i in good])

@@ -7,6 +7,7 @@ server sees the pixels training saw. Each item that cannot be used raises `ItemE
 reason; the others go on.
 """
 
+import io
 import json
 import os
 import re
@@ -45,6 +46,14 @@ def resolve_model_dir(path):
     return os.path.join(path, str(versions[-1])), versions[-1]
 
 
+def _tiny_image(fmt):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (3, 2), (128, 64, 32)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
 class ServedModel:
     """A kerasrecipes SavedModel, loaded once, serving lists of uint8 images.
 
@@ -59,7 +68,6 @@ class ServedModel:
     def __init__(self, path, name=None, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
         import tensorflow as tf
 
-        from kerasrecipes.data.decode import tf_resize
         from kerasrecipes.export import load_exported
 
         if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) \
@@ -88,30 +96,19 @@ class ServedModel:
         self.string_outputs = {k for k, v in signature.structured_outputs.items()
                                if v.dtype == tf.string}
         self.class_names = self.info.get("class_names")
-        crop = bool(self.info.get("crop_to_aspect_ratio", False))
-        size = self.image_shape[:2]
-        self._resize = tf.function(
-            lambda image: tf_resize(image, size, crop),
-            input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
-        )
+        self.crop_to_aspect_ratio = bool(self.info.get("crop_to_aspect_ratio", False))
         self._serve = self._loaded.serve
         # PIL's EXIF / palette / size chatter: real problems raise. Set once for the process:
         # `warnings.catch_warnings` is not thread-safe and decoding runs in a thread pool.
         warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
-        # Trace and warm up both functions now, not on the first request.
-        self.predict([self.resize(np.zeros((2, 3, 3), np.uint8))])
-
-    def resize(self, image):
-        """Resizes uint8 `[h, w, 3]` to the model's size as training did; returns numpy."""
-        if image.shape[:2] == self.image_shape[:2]:
-            return image
-        return self._resize(image).numpy()
+        # Trace and warm up the JPEG and PNG decoders and the model now, not on first requests.
+        self.predict([self.decode(_tiny_image(fmt)) for fmt in ("JPEG", "PNG")])
 
     def decode(self, data):
         """Decodes one encoded image (bytes) to uint8 `[H, W, 3]` at the model's size.
 
-        `kerasrecipes.data.decode.decode_bytes`, the training pipeline's decoding, then its
-        resize.
+        `kerasrecipes.data.decode.decode_bytes`, the training pipeline's decoding and resize
+        (one TensorFlow call for JPEG and PNG).
 
         Raises:
             ItemError: empty, not an image, too many pixels, truncated or corrupt.
@@ -119,10 +116,11 @@ class ServedModel:
         from kerasrecipes.data.decode import ImageDecodeError, decode_bytes
 
         try:
-            image = decode_bytes(data, self.max_image_pixels, limit_name="--max-image-pixels")
+            return decode_bytes(data, self.max_image_pixels, limit_name="--max-image-pixels",
+                                image_size=self.image_shape[:2],
+                                crop_to_aspect_ratio=self.crop_to_aspect_ratio)
         except ImageDecodeError as error:
             raise ItemError(str(error)) from None
-        return self.resize(image)
 
     def check_array(self, value):
         """Checks one image given as nested lists of 0–255 integers; returns uint8 `[H, W, C]`.
