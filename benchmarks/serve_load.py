@@ -1,7 +1,7 @@
 """Load test of `kerasrecipes serve`: batch 1 vs. dynamic batching, 1/8/32 clients, in-process ceiling.
 
     python benchmarks/serve_load.py [--model SAVED_MODEL_DIR] [--images DIR] [--requests 800]
-        [--repeats 3] [--clients 1,8,32] [--batch-timeout-ms 2] [--quick]
+        [--repeats 3] [--clients 1,8,32] [--batch-timeout-ms 10] [--quick]
     python benchmarks/serve_load.py --frameworks      # Starlette vs FastAPI, one tiny endpoint
     python benchmarks/serve_load.py --decode          # the server's decode, 1 vs 2 TF calls
 
@@ -509,7 +509,7 @@ def main():
     parser.add_argument("--requests", type=int, default=800, help="requests per run")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time limit per run")
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
+    parser.add_argument("--batch-timeout-ms", type=float, default=10.0)
     parser.add_argument("--ceiling-seconds", type=float, default=2.0,
                         help="seconds per in-process ceiling (three before each run)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per row")

@@ -146,8 +146,9 @@ def build_parser():
                     help="the <name> in /v1/models/<name> (default: the directory's name)")
     sv.add_argument("--max-batch", type=int, default=32,
                     help="most images in one model call; 1 turns batching off")
-    sv.add_argument("--batch-timeout-ms", type=float, default=2.0,
-                    help="how long a batch waits for more images after its first one")
+    sv.add_argument("--batch-timeout-ms", type=float, default=10.0,
+                    help="how long a batch waits for more images after its first one (only "
+                         "while other requests are arriving)")
     sv.add_argument("--max-queue", type=int, default=256,
                     help="most images waiting for the model; beyond it: 503 + Retry-After")
     sv.add_argument("--max-request-bytes", type=int, default=32 * 2**20,

@@ -125,15 +125,15 @@ class _Gate:
             self.state.in_flight -= 1
 
 
-def create_app(model, max_batch=32, batch_timeout_ms=2.0, max_queue=256,
+def create_app(model, max_batch=32, batch_timeout_ms=10.0, max_queue=256,
                max_request_bytes=DEFAULT_MAX_REQUEST_BYTES, decode_threads=None, state=None):
     """The ASGI application serving `model` (a `ServedModel`) with dynamic batching.
 
     Args:
         model: `kerasrecipes.serving.ServedModel`.
         max_batch: int. Most images in one model call; `1` turns batching off. Defaults to `32`.
-        batch_timeout_ms: float. How long a batch waits for more images after its first.
-            Defaults to `2.0`.
+        batch_timeout_ms: float. How long a batch waits for more images after its first (only
+            while other requests are arriving). Defaults to `10.0`.
         max_queue: int. Most images waiting for the model; beyond it requests get 503.
             Defaults to `256`.
         max_request_bytes: int. Largest request body; larger ones get 413. Defaults to 32 MiB.

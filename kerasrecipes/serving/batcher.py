@@ -10,7 +10,10 @@ One difference: given `incoming` (the server passes how many requests are still 
 uploading, parsed or decoded, not yet queued), a batch also closes as soon as nothing more is on
 its way. Waiting then only adds latency: a lone client
 would otherwise pay the whole timeout on every request (18 % fewer requests/s at 1 client with a
-2 ms window, BENCHMARKS.md "Serving").
+2 ms window, BENCHMARKS.md "Serving"). That is also what lets the window be longer (10 ms by
+default) at no cost when traffic is light: 8 clients that each send their next request when
+answered then keep forming batches of 8, where a 2 ms window splits them into alternating
+batches of 4 for good.
 """
 
 import asyncio
@@ -34,7 +37,7 @@ class DynamicBatcher:
         fn: callable. `fn(list of items) -> list of results`, same length and order.
         max_batch: int. Most items in one call; `1` turns batching off. Defaults to `32`.
         timeout_ms: float. How long a batch waits for more items after its first one arrived.
-            Defaults to `2.0`.
+            Defaults to `10.0`.
         max_queue: int. Most items waiting (not counting the running batch). Defaults to `256`.
         incoming: callable or None. Returns how many submissions are on their way (e.g.
             requests being read or decoded); while it returns 0 a batch does not wait for more.
@@ -49,7 +52,7 @@ class DynamicBatcher:
     [[0], [2], [4]]
     """
 
-    def __init__(self, fn, max_batch=32, timeout_ms=2.0, max_queue=256, incoming=None):
+    def __init__(self, fn, max_batch=32, timeout_ms=10.0, max_queue=256, incoming=None):
         for name, value in (("max_batch", max_batch), ("max_queue", max_queue)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")

@@ -59,7 +59,7 @@ def bind_socket(host, port):
     return sock
 
 
-def serve_forever(model_dir, sock, name=None, max_batch=32, batch_timeout_ms=2.0, max_queue=256,
+def serve_forever(model_dir, sock, name=None, max_batch=32, batch_timeout_ms=10.0, max_queue=256,
                   max_request_bytes=None, max_image_pixels=None, drain_timeout=30.0,
                   log_level="warning", announce=True):
     """Loads the model and serves it on `sock` in this process until a signal drains it."""
