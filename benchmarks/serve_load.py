@@ -30,8 +30,8 @@ of concurrent items allows (`min(max batch, clients)`): the model alone on decod
 in one thread ("decode then model"); and decode in a thread pool overlapping the model on the
 previous batch, as the server does ("decode ∥ model"). The server's overhead is `1 - req/s ÷
 the better of the last two` (the same work in-process, done the fastest way we have), and also
-given against the model alone (which does no decoding). The VM's speed drifts by ±20 % over
-minutes, so rows are medians of `--repeats` interleaved runs, each against its own ceiling. The
+given against the model alone (which does no decoding). The VM's speed drifts by up to 2×
+within minutes, so rows are medians of `--repeats` interleaved runs, each against its own ceiling. The
 load client is a small asyncio HTTP/1.1 client (not httpx): on 2 cores every CPU millisecond it
 spends is taken from the server, so it is kept as cheap as possible (its CPU is printed).
 """

@@ -8,12 +8,11 @@ batch fills up. The queue is bounded: a request that does not fit is refused at 
 
 One difference: given `incoming` (the server passes how many requests are still arriving:
 uploading, parsed or decoded, not yet queued), a batch also closes as soon as nothing more is on
-its way. Waiting then only adds latency: a lone client
-would otherwise pay the whole timeout on every request (18 % fewer requests/s at 1 client with a
-2 ms window, BENCHMARKS.md "Serving"). That is also what lets the window be longer (10 ms by
-default) at no cost when traffic is light: 8 clients that each send their next request when
-answered then keep forming batches of 8, where a 2 ms window splits them into alternating
-batches of 4 for good.
+its way. Waiting then only adds latency: with a 2 ms window, a lone client waited it out on every
+request and got 0.85× the requests/s of batch 1 (BENCHMARKS.md, "Serving"). That is also what
+lets the window be longer (10 ms by default) at no cost when traffic is light: 8 clients that each
+send their next request when answered then keep forming batches of 8, where a 2 ms window splits
+them into alternating batches of 4 for good.
 """
 
 import asyncio
