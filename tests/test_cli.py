@@ -331,6 +331,7 @@ def test_full_disk_after_training_keeps_the_previous_export(photo_folder, tiny_b
     assert os.listdir(out.parent) == ["photos"]  # the backup goes once the export is in
 
 
+@pytest.mark.slow  # 10 s; the fast suite keeps the simulated full disk above
 def test_full_disk_on_a_real_small_tmpfs(photo_folder, tiny_backbone, tmp_path, capsys):
     mount = tmp_path / "small"
     if not _mount_tmpfs(mount, "size=4m"):

@@ -96,7 +96,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signal_name", [  # 22 s each: SIGINT runs with the slow checks
+    pytest.param("SIGINT", marks=pytest.mark.slow), "SIGTERM"])
 def test_a_signal_stops_finetune_after_the_batch_and_resume_continues(signal_name, tmp_path,
                                                                     make_image_folder):
     """A real signal to a real `kerasrecipes finetune` process, then `--resume`."""

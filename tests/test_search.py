@@ -124,6 +124,7 @@ def _trivial_build(calls):
     return build
 
 
+@pytest.mark.slow  # 14 s
 def test_a_killed_search_resumes_where_it_stopped(tmp_path):
     db = str(tmp_path / "search.db")
     calls = []
@@ -225,6 +226,7 @@ def _epoch_loop_train_fn(model, params, train, validation, epochs, callbacks):
     return history
 
 
+@pytest.mark.slow  # 30 s: the fast suite keeps the two-stage search
 def test_one_epoch_stages_prune_no_trial_by_the_median_and_the_plot_shows_pruned_trials(
         tmp_path):
     calls = []
